@@ -1,0 +1,27 @@
+# Two entry points: `make demo` runs the whole pipeline on the embedded data set, `make test` runs the checks.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install demo test bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	dvc repro
+	python -m stages report
+
+test: $(STAMP)
+	ruff check .
+	python -m pytest -q
+
+bench: $(STAMP)
+	for b in tests/benchmarks/bench_*.py; do python $$b || exit 1; done
