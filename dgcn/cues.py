@@ -1,0 +1,285 @@
+"""Cues (seeds): sparse, high-precision pixel labels on the network's output grid, their store and their quality.
+
+Cues are multi-hot (C, G, G) uint8 maps, channel 0 = background: a pixel may carry no label, one, or (in imported
+published cues) several. Spec section 1.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from dgcn.data.palette import IGNORE_INDEX
+from dgcn.storage.atomic import atomic_output
+from dgcn.storage.zarr_store import (
+    NamedImageStore,
+    check_class_names,
+    check_names,
+    create_image_array,
+    create_store_group,
+    write_whole_array,
+    wrong_layout,
+)
+
+FORMAT_NAME = "dgcn-cues"
+FORMAT_VERSION = 1
+
+
+def _check_unit_interval(value: float, name: str) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+
+
+def cues_from_cams(
+    cams: np.ndarray,
+    present: np.ndarray | Sequence[int],
+    *,
+    fg_threshold: float = 0.7,
+    bg_threshold: float = 0.1,
+    saliency: np.ndarray | None = None,
+    saliency_threshold: float = 0.06,
+) -> np.ndarray:
+    """Cues of one image from its class activation maps.
+
+    cams: (C-1, h, w) float CAMs, foreground class c at index c-1. present: foreground classes in the image (1..C-1).
+    Each present class's CAM is ReLU'd and divided by its maximum. Foreground cue for c where that normalised score is
+    >= fg_threshold. Background cue where every present class scores < bg_threshold or, when `saliency` ((h, w) in
+    [0, 1]) is given, where saliency < saliency_threshold instead.
+    Conflicts: a pixel claimed by several classes goes to the one with the highest normalised score (ties: the lower
+    class index), and background is never set where a foreground cue is. Absent classes get no cues.
+    Returns (C, h, w) uint8 with at most one 1 per pixel.
+    """
+    cams = np.asarray(cams)
+    if cams.ndim != 3 or cams.shape[0] < 1 or cams.dtype.kind != "f":
+        raise ValueError(f"cams must be a (C-1, h, w) float array, got {cams.shape} {cams.dtype}")
+    if not np.isfinite(cams).all():
+        raise ValueError("cams contain NaN or infinite values")
+    num_classes = cams.shape[0] + 1
+    classes = np.unique(np.asarray(present, dtype=np.int64).reshape(-1))
+    if classes.size and (classes.min() < 1 or classes.max() >= num_classes):
+        raise ValueError(f"present classes must lie in 1..{num_classes - 1}, got {classes.tolist()}")
+    if not 0.0 < fg_threshold <= 1.0:
+        raise ValueError(f"fg_threshold must lie in (0, 1], got {fg_threshold}")
+    _check_unit_interval(bg_threshold, "bg_threshold")
+    _check_unit_interval(saliency_threshold, "saliency_threshold")
+
+    scores = np.maximum(cams[classes - 1], 0.0)
+    peaks = scores.max(axis=(1, 2), keepdims=True)
+    normalised = np.divide(scores, peaks, out=np.zeros_like(scores), where=peaks > 0)
+
+    cues = np.zeros((num_classes, *cams.shape[1:]), dtype=np.uint8)
+    claimed = np.zeros(cams.shape[1:], dtype=bool)
+    if classes.size:
+        winner = normalised.argmax(axis=0)  # first maximum = lowest class index among ties
+        claimed = normalised.max(axis=0) >= fg_threshold
+        for k, c in enumerate(classes):
+            cues[c] = claimed & (winner == k)
+    if saliency is None:
+        low = (normalised < bg_threshold).all(axis=0)
+    else:
+        saliency = np.asarray(saliency)
+        if saliency.shape != cams.shape[1:]:
+            raise ValueError(f"saliency must be {cams.shape[1:]} like the CAMs, got {saliency.shape}")
+        if not (np.isfinite(saliency).all() and saliency.min() >= 0.0 and saliency.max() <= 1.0):
+            raise ValueError("saliency values must be finite and lie in [0, 1]")
+        low = saliency < saliency_threshold
+    cues[0] = low & ~claimed
+    return cues
+
+
+def _check_cue_arrays(
+    names: list[str], cues: np.ndarray, image_labels: np.ndarray, num_classes: int, where: str
+) -> None:
+    """Shapes, dtypes, 0/1 values, background always present, and no cue for a class absent from the image."""
+    count = len(names)
+    square = cues.ndim == 4 and cues.shape[2] == cues.shape[3]
+    if cues.dtype != np.uint8 or not square or cues.shape[:2] != (count, num_classes):
+        found = f"{cues.shape} {cues.dtype}"
+        raise ValueError(f"{where}: cues must be (N={count}, C={num_classes}, G, G) uint8, got {found}")
+    if image_labels.dtype != np.uint8 or image_labels.shape != (count, num_classes):
+        raise ValueError(f"{where}: image_labels must be (N={count}, C={num_classes}) uint8, got {image_labels.shape}")
+    if cues.max(initial=0) > 1 or image_labels.max(initial=0) > 1:
+        raise ValueError(f"{where}: cues and image_labels must hold only 0 and 1")
+    if not image_labels[:, 0].all():
+        raise ValueError(f"{where}: image {names[int(np.argmin(image_labels[:, 0]))]!r} lacks the background label")
+    stray = cues.any(axis=(2, 3)) & (image_labels == 0)
+    if stray.any():
+        i, c = (int(v) for v in np.argwhere(stray)[0])
+        raise ValueError(f"{where}: image {names[i]!r} has cues for class {c}, which its image labels say is absent")
+
+
+def write_cue_store(
+    path: str | Path,
+    names: Sequence[str],
+    cues: np.ndarray,
+    image_labels: np.ndarray,
+    class_names: Sequence[str],
+    shard_images: int = 256,
+) -> None:
+    """Write cues (N, C, G, G) uint8 and image_labels (N, C) uint8 as a deterministic Zarr v3 group, atomically.
+
+    Layout (format "dgcn-cues", version 1): arrays `cues` (sharded, one image per inner chunk), `image_labels`,
+    `names`; attributes `class_names` and `grid` (G).
+    """
+    where = f"cue store {path}"
+    names = check_names(names, where)
+    class_names = check_class_names(class_names, where)
+    cues, image_labels = np.asarray(cues), np.asarray(image_labels)
+    _check_cue_arrays(names, cues, image_labels, len(class_names), where)
+    with atomic_output(path) as temporary:
+        group = create_store_group(
+            temporary, FORMAT_NAME, FORMAT_VERSION, {"class_names": class_names, "grid": int(cues.shape[2])}
+        )
+        write_whole_array(group, "names", np.asarray(names, dtype=str))
+        write_whole_array(group, "image_labels", image_labels)
+        array = create_image_array(group, "cues", cues.shape, shard_images, fill_value=0)
+        for start in range(0, len(names), shard_images):
+            array[start : start + shard_images] = cues[start : start + shard_images]
+
+
+class CueStore(NamedImageStore):
+    """Read a cue store: `store[i]` is the (C, G, G) uint8 cue map of image i; `image_labels` is (N, C) uint8.
+
+    Raises FileNotFoundError for a missing path and ValueError ("wrong Zarr layout") for anything else amiss.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path, FORMAT_NAME, FORMAT_VERSION, {"cues": (4, "u"), "image_labels": (2, "u")}, "cues")
+        self.class_names: list[str] = list(self.attributes.get("class_names", []))
+        self.grid: int = int(self.attributes.get("grid", -1))
+        self.image_labels: np.ndarray = self._group["image_labels"][...]
+        expected = (len(self.names), len(self.class_names), self.grid, self.grid)
+        if self._images.shape != expected or self.image_labels.shape != expected[:2]:
+            found = f"cues {self._images.shape}, image_labels {self.image_labels.shape}"
+            raise wrong_layout(self.path, f"{found} disagree with names, class_names and grid {expected}")
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self._images[self._position(i)]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for _, block in self._blocks():
+            yield from block
+
+
+def _read_input_list(input_list_path: Path) -> list[tuple[str, int]]:
+    """(image id, pickle index) per non-empty line of `<dir>/<name>.jpg <idx>`; the row number if idx is missing."""
+    entries = []
+    lines = [line.split() for line in input_list_path.read_text().splitlines() if line.strip()]
+    for row, fields in enumerate(lines):
+        if len(fields) > 2 or (len(fields) == 2 and not fields[1].isdigit()):
+            raise ValueError(f"{input_list_path}: line {row + 1} is not '<name>.jpg <idx>': {' '.join(fields)!r}")
+        entries.append((PurePosixPath(fields[0]).stem, int(fields[1]) if len(fields) == 2 else row))
+    return entries
+
+
+def import_published_cues(
+    pickle_path: str | Path, input_list_path: str | Path, num_classes: int = 21, grid: int = 41
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Read the published DSRG/DGCN cue pickle into (names, cues (N, C, G, G) uint8, image_labels (N, C) uint8).
+
+    The pickle maps '<idx>_labels' to the present foreground classes and '<idx>_cues' to (class, row, col) arrays;
+    `<idx>` comes from `input_list_path`. Overlapping cues stay multi-hot as published. Unpickling runs code from the
+    file: only import a pickle you trust.
+    """
+    pickle_path, input_list_path = Path(pickle_path), Path(input_list_path)
+    entries = _read_input_list(input_list_path)
+    names = check_names([name for name, _ in entries], str(input_list_path))
+    with pickle_path.open("rb") as file:
+        published = pickle.load(file, encoding="latin1")  # the published file was written by Python 2
+    if not isinstance(published, dict):
+        raise ValueError(f"{pickle_path}: expected a dict of '<idx>_labels' / '<idx>_cues', got {type(published)}")
+    cues = np.zeros((len(names), num_classes, grid, grid), dtype=np.uint8)
+    image_labels = np.zeros((len(names), num_classes), dtype=np.uint8)
+    image_labels[:, 0] = 1
+    for i, (name, idx) in enumerate(entries):
+        where = f"{pickle_path}, image {name!r} (idx {idx})"
+        if f"{idx}_labels" not in published or f"{idx}_cues" not in published:
+            raise ValueError(f"{where}: keys '{idx}_labels' / '{idx}_cues' are missing")
+        labels = np.asarray(published[f"{idx}_labels"], dtype=np.int64).reshape(-1)
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"{where}: labels {labels.tolist()} outside 0..{num_classes - 1}")
+        image_labels[i, labels] = 1
+        triple = published[f"{idx}_cues"]
+        if len(triple) != 3 or len({len(axis) for axis in triple}) != 1:
+            raise ValueError(f"{where}: cues must be three equally long arrays (class, row, col)")
+        classes, rows, cols = (np.asarray(axis, dtype=np.int64) for axis in triple)
+        for values, limit, what in ((classes, num_classes, "class"), (rows, grid, "row"), (cols, grid, "col")):
+            if values.size and (values.min() < 0 or values.max() >= limit):
+                raise ValueError(f"{where}: cue {what} indices outside 0..{limit - 1}")
+        if not image_labels[i, classes].all():
+            raise ValueError(f"{where}: cues for classes {sorted(set(classes.tolist()))} not all among its labels")
+        cues[i, classes, rows, cols] = 1
+    return names, cues, image_labels
+
+
+def export_published_cues(
+    pickle_path: str | Path,
+    input_list_path: str | Path,
+    names: Sequence[str],
+    cues: np.ndarray,
+    image_labels: np.ndarray,
+) -> None:
+    """Write cues (N, C, G, G) uint8 and image_labels (N, C) uint8 in the published pickle + input_list.txt format.
+
+    Image i gets idx i and the line `<name>.jpg <i>`; the pickle uses protocol 2 so Python 2 code can read it.
+    """
+    names = check_names(names, str(input_list_path))
+    cues, image_labels = np.asarray(cues), np.asarray(image_labels)
+    _check_cue_arrays(names, cues, image_labels, image_labels.shape[-1], str(pickle_path))
+    published: dict[str, object] = {}
+    for i in range(len(names)):
+        published[f"{i}_labels"] = np.flatnonzero(image_labels[i, 1:]) + 1
+        published[f"{i}_cues"] = tuple(np.nonzero(cues[i]))
+    with atomic_output(pickle_path) as temporary, temporary.open("wb") as file:
+        pickle.dump(published, file, protocol=2)
+    with atomic_output(input_list_path) as temporary:
+        temporary.write_text("".join(f"{name}.jpg {i}\n" for i, name in enumerate(names)))
+
+
+@dataclass(frozen=True)
+class CueQuality:
+    """Counts behind cue precision and coverage; add instances to pool them over images."""
+
+    correct: int  # cue labels (pixel, class) whose class is the pixel's ground truth
+    cue_labels: int  # cue labels on non-ignored pixels
+    gt_pixels: int  # non-ignored ground-truth pixels
+
+    @property
+    def precision(self) -> float:
+        """Fraction of cue labels that agree with the ground truth (NaN without cues)."""
+        return self.correct / self.cue_labels if self.cue_labels else math.nan
+
+    @property
+    def coverage(self) -> float:
+        """Fraction of non-ignored ground-truth pixels carrying a correct cue (NaN without such pixels)."""
+        return self.correct / self.gt_pixels if self.gt_pixels else math.nan
+
+    def __add__(self, other: CueQuality) -> CueQuality:
+        return CueQuality(
+            self.correct + other.correct, self.cue_labels + other.cue_labels, self.gt_pixels + other.gt_pixels
+        )
+
+
+def cue_quality(cues: np.ndarray, gt_grid: np.ndarray) -> CueQuality:
+    """Score cues (..., C, G, G) multi-hot against ground truth (..., G, G) on the same grid; gt 255 is ignored.
+
+    Cue labels on ignored pixels count nowhere. Each pixel has one true class, so correct labels = covered pixels.
+    """
+    cues, gt_grid = np.asarray(cues), np.asarray(gt_grid)
+    if cues.ndim < 3 or cues.shape[:-3] + cues.shape[-2:] != gt_grid.shape:
+        raise ValueError(f"cues (..., C, G, G) {cues.shape} and gt_grid (..., G, G) {gt_grid.shape} do not match")
+    num_classes = cues.shape[-3]
+    if gt_grid.dtype.kind not in "iu":
+        raise ValueError(f"gt_grid must hold integer class labels, got {gt_grid.dtype}")
+    valid = gt_grid != IGNORE_INDEX
+    if valid.any() and (gt_grid[valid].min() < 0 or gt_grid[valid].max() >= num_classes):
+        raise ValueError(f"gt_grid has labels outside 0..{num_classes - 1} and {IGNORE_INDEX}")
+    labelled = cues.astype(bool) & np.expand_dims(valid, -3)
+    true_class = np.expand_dims(np.where(valid, gt_grid, 0), -3)
+    correct = np.take_along_axis(labelled, true_class, axis=-3)
+    return CueQuality(int(correct.sum()), int(labelled.sum()), int(valid.sum()))

@@ -1,0 +1,57 @@
+"""Publish a file or directory atomically: write to a sibling temporary path, then rename over the target."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, symlink or directory tree if it exists."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def _replace(source: Path, target: Path) -> None:
+    """Move `source` onto `target`, replacing whatever `target` is (file, directory or symlink)."""
+    if not os.path.lexists(target) or not (target.is_dir() or source.is_dir()):
+        os.replace(source, target)
+        return
+    # os.replace cannot overwrite a non-empty directory: park the old one, swap, then delete it.
+    backup = target.with_name(f"{target.stem}.old-{os.getpid()}{target.suffix}")
+    _remove(backup)
+    os.replace(target, backup)
+    try:
+        os.replace(source, target)
+    except BaseException:
+        os.replace(backup, target)
+        raise
+    _remove(backup)
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success move what was written there onto `path`.
+
+    The caller creates a file or a directory at the yielded path. The temporary name keeps `path`'s suffix
+    (`labels.zarr` -> `labels.tmp-<pid>.zarr`) because some writers choose the format from it. An existing `path`
+    is replaced; if the block raises, the temporary path is deleted and `path` is left as it was. Missing parent
+    directories are created.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f"{target.stem}.tmp-{os.getpid()}{target.suffix}")
+    _remove(temporary)
+    try:
+        yield temporary
+        if not os.path.lexists(temporary):
+            raise FileNotFoundError(f"atomic_output({target}): nothing was written to the temporary path {temporary}")
+        _replace(temporary, target)
+    except BaseException:
+        _remove(temporary)
+        raise
