@@ -1,0 +1,153 @@
+"""Per-batch DGCN targets (graph-cut supervision and training-time CRF), computed in worker processes.
+
+Processes, not threads: PyMaxflow's maxflow() and pydensecrf's inference() hold the GIL (two threads measured no faster
+than one), so threads could not overlap them with each other or with the training step.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from types import TracebackType
+
+import numpy as np
+import torch
+
+from dgcn.crf import dense_crf
+from dgcn.graphcut import grow_supervision, knn_edges
+
+# Training-time CRF at the feature grid: both sxy values divided by 12 (spec 2.5).
+TRAINING_CRF_PARAMS: Mapping[str, float] = {"scale": 1 / 12}
+
+
+def supervise_image(
+    cues: np.ndarray,
+    probs: np.ndarray,
+    classes: np.ndarray,
+    edges: tuple[np.ndarray, np.ndarray],
+    image: np.ndarray,
+    threshold: float,
+    seed_capacity: float,
+    crf_params: Mapping[str, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """One image's targets: ((C, h, w) uint8 grow_supervision, (C, h, w) float32 dense_crf of probs on image)."""
+    supervision = grow_supervision(cues, probs, classes, edges, threshold=threshold, seed_capacity=seed_capacity)
+    return supervision, dense_crf(image, probs, **crf_params)
+
+
+class SupervisionFuture:
+    """Pending targets of one batch; result() stacks the per-image results in batch order."""
+
+    def __init__(self, parts: list[Future[tuple[np.ndarray, np.ndarray]]]) -> None:
+        self._parts = parts
+
+    def done(self) -> bool:
+        return all(part.done() for part in self._parts)
+
+    def result(self, timeout: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """((B, C, h, w) uint8 supervision, (B, C, h, w) float32 crf_probs); re-raises a worker's exception."""
+        results = [part.result(timeout) for part in self._parts]
+        return np.stack([r[0] for r in results]), np.stack([r[1] for r in results])
+
+
+class SupervisionPool:
+    """Computes a batch's supervision and CRF targets in `workers` processes while the caller carries on.
+
+    Use as a context manager; workers=0 computes in-process inside submit (tests, debugging). kNN graphs are built on
+    the features' device in submit; only index arrays and copies of the other inputs reach the workers, so results are
+    deterministic and independent of the worker count.
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        k: int = 10,
+        threshold: float = 0.7,
+        seed_capacity: float = 10.0,
+        crf_params: Mapping[str, float] | None = None,
+    ) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        self.workers = workers
+        self.k = k
+        self.threshold = threshold
+        self.seed_capacity = seed_capacity
+        self.crf_params = dict(TRAINING_CRF_PARAMS if crf_params is None else crf_params)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> SupervisionPool:
+        if self.workers > 0:
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            # Start the processes (and their imports) now rather than on the first training step.
+            for _ in range(self.workers):
+                self._executor.submit(_ready)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers, dropping queued work."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def submit(
+        self,
+        features: torch.Tensor,
+        probs: torch.Tensor | np.ndarray,
+        cues: torch.Tensor | np.ndarray,
+        classes: Sequence[Sequence[int] | np.ndarray],
+        images_small: torch.Tensor | np.ndarray,
+    ) -> SupervisionFuture:
+        """Queue one batch: features (B, D, h, w) float tensor, probs (B, C, h, w) smoothed probabilities, cues
+        (B, C, h, w) {0,1}, classes B arrays of the classes to cut (background included), images_small (B, h, w, 3)
+        uint8 RGB. probs is copied before anything reads it, so the caller's autograd tensor is never touched.
+        """
+        if self.workers > 0 and self._executor is None:
+            raise RuntimeError("SupervisionPool must be entered (`with SupervisionPool(...) as pool:`) before submit")
+        probs_np = _host_copy(probs, np.float32)
+        cues_np = _host_copy(cues, np.uint8)
+        images_np = _host_copy(images_small, np.uint8)
+        if probs_np.ndim != 4 or cues_np.shape != probs_np.shape:
+            raise ValueError(f"probs and cues must both be (B, C, h, w); got {probs_np.shape} and {cues_np.shape}")
+        batch, _, h, w = probs_np.shape
+        if features.ndim != 4 or features.shape[0] != batch or tuple(features.shape[2:]) != (h, w):
+            raise ValueError(f"features must be (B={batch}, D, {h}, {w}), got {tuple(features.shape)}")
+        if images_np.shape != (batch, h, w, 3):
+            raise ValueError(f"images_small must be ({batch}, {h}, {w}, 3) uint8, got {images_np.shape}")
+        if len(classes) != batch:
+            raise ValueError(f"classes must hold one array per image ({batch}), got {len(classes)}")
+        parts = []
+        for b in range(batch):
+            args = (
+                cues_np[b],
+                probs_np[b],
+                np.asarray(classes[b], dtype=np.int64),
+                knn_edges(features[b], self.k),
+                images_np[b],
+                self.threshold,
+                self.seed_capacity,
+                self.crf_params,
+            )
+            if self._executor is None:
+                part: Future[tuple[np.ndarray, np.ndarray]] = Future()
+                part.set_result(supervise_image(*args))
+            else:
+                part = self._executor.submit(supervise_image, *args)
+            parts.append(part)
+        return SupervisionFuture(parts)
+
+
+def _host_copy(values: torch.Tensor | np.ndarray, dtype: type[np.generic]) -> np.ndarray:
+    """A CPU numpy copy that shares no memory with the input (a .numpy() view would alias autograd storage)."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.array(values, dtype=dtype, copy=True)
+
+
+def _ready() -> None:
+    """No-op task that makes a worker process start."""

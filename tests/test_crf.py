@@ -1,0 +1,69 @@
+"""Dense CRF: probabilities out, edge-aware smoothing, parallel map equal to the serial one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dgcn.crf import dense_crf, dense_crf_many, labels_to_probs
+
+
+def two_region_scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A dark/bright image split by a vertical edge, its true labels, and noisy (3, H, W) probabilities."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((30, 40), np.int64)
+    truth[:, 17:] = 1
+    image = np.where(truth[..., None] == 1, 200, 40).astype(np.uint8).repeat(3, axis=2)
+    image = np.clip(image + rng.integers(-10, 11, image.shape), 0, 255).astype(np.uint8)
+    noisy = np.where(rng.random(truth.shape) < 0.3, 1 - truth, truth)
+    probs = np.full((3, *truth.shape), 0.05, np.float32)
+    np.put_along_axis(probs, noisy[None], 0.9, axis=0)
+    return image, probs, truth
+
+
+def test_output_is_a_distribution_and_input_untouched():
+    image, probs, _ = two_region_scene()
+    probs[0, 0, 0] = 0.0  # below min_prob: must not be clipped in place
+    before = probs.copy()
+    out = dense_crf(image, probs, scale=1 / 12)
+    assert out.shape == probs.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out.sum(axis=0), 1.0, atol=1e-5)
+    assert np.array_equal(probs, before)
+
+
+def test_noisy_labelling_moves_toward_the_image_edge():
+    image, probs, truth = two_region_scene()
+    before = (probs.argmax(0) == truth).mean()
+    after = (dense_crf(image, probs, bilateral_sxy=20.0).argmax(0) == truth).mean()
+    assert before < 0.75 and after > 0.97
+
+
+def test_parallel_map_equals_serial_and_streams_iterators():
+    scenes = [two_region_scene(seed) for seed in range(4)]
+    serial = [dense_crf(image, probs, iterations=5) for image, probs, _ in scenes]
+    parallel = dense_crf_many((s[0] for s in scenes), (s[1] for s in scenes), workers=2, iterations=5)
+    assert len(parallel) == len(serial)
+    for a, b in zip(parallel, serial, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_bad_inputs_raise():
+    image, probs, _ = two_region_scene()
+    with pytest.raises(ValueError, match="image"):
+        dense_crf(image[..., :2], probs)
+    with pytest.raises(ValueError, match="probs"):
+        dense_crf(image, probs[:, :10])
+    with pytest.raises(ValueError, match="workers"):
+        dense_crf_many([image], [probs], workers=-1)
+
+
+def test_labels_to_probs_restricted_to_present_classes():
+    labels = np.array([[0, 3], [255, 3]])
+    probs = labels_to_probs(labels, [0, 3, 5], num_classes=6, confidence=0.8)
+    assert probs.shape == (6, 2, 2) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(0), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(probs[:, 0, 1], [0.1, 0, 0, 0.8, 0, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(probs[:, 1, 0], [1 / 3, 0, 0, 1 / 3, 0, 1 / 3], rtol=1e-6)
+    assert labels_to_probs(np.zeros((1, 1), np.int64), [0], num_classes=2)[:, 0, 0].tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match=r"outside classes"):
+        labels_to_probs(labels, [0, 5], num_classes=6)
