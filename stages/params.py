@@ -50,7 +50,8 @@ def build(schema: type[T], values: Any, where: str) -> T:
             _check_range(getattr(instance, name), bounds, f"{where}.{name}")
         choices = field.metadata.get("choices")
         if choices is not None and getattr(instance, name) not in choices:
-            raise ParamsError(f"{where}.{name}: {getattr(instance, name)!r} is not one of {', '.join(map(str, choices))}")
+            allowed = ", ".join(map(str, choices))
+            raise ParamsError(f"{where}.{name}: {getattr(instance, name)!r} is not one of {allowed}")
     return instance
 
 
@@ -58,8 +59,8 @@ def param(default: Any = dataclasses.MISSING, *, range: tuple[float | None, floa
           choices: tuple[Any, ...] | None = None) -> Any:
     """A dataclass field with an optional closed `range` (None = open end) and allowed `choices`."""
     metadata = {"range": range, "choices": choices}
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    if isinstance(default, list | dict):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -92,6 +93,10 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise ParamsError(f"{where}: expected a list, got {value!r}")
         (item,) = typing.get_args(hint)
         return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{where}: expected a mapping, got {value!r}")
+        return value
     if dataclasses.is_dataclass(hint):
         return build(hint, value, where)
     if hint is Path:

@@ -1,0 +1,43 @@
+"""Images and label maps in memory at the training size, and the one normalisation used at train and test time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+# ImageNet statistics, RGB order everywhere (the published code mixed BGR at training and RGB at test time).
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 RGB -> (B, 3, H, W) float32 normalised network input."""
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 -> (height, width, 3) uint8, bilinear."""
+    if image.shape[:2] == size:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8 label map -> (height, width) uint8, nearest neighbour (labels are not interpolated)."""
+    if labels.shape == size:
+        return labels
+    return np.asarray(Image.fromarray(labels).resize((size[1], size[0]), Image.NEAREST))
+
+
+def load_stack(load: Callable[[str], np.ndarray], names: Sequence[str], size: int, *, labels: bool = False,
+               desc: str = "loading") -> np.ndarray:
+    """Load every named image (or label map) and resize it to size x size: (N, size, size[, 3]) uint8."""
+    resize = resize_labels if labels else resize_image
+    return np.stack([resize(load(name), (size, size)) for name in tqdm(names, desc=desc, leave=False)])

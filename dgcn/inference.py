@@ -1,0 +1,49 @@
+"""Test-time prediction: multi-scale and mirrored passes averaged (both really used), features from scale 1."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """probs (B, C, H, W) float32 averaged softmax at the requested size; features (B, D, h, w) at scale 1."""
+
+    probs: torch.Tensor
+    features: torch.Tensor
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, *, scales: Sequence[float], flip: bool,
+            size: tuple[int, int]) -> Prediction:
+    """Average softmax over `scales` (of the input size) and, with `flip`, their mirror images, resized to `size`."""
+    model.eval()
+    height, width = x.shape[-2:]
+    total = None
+    features = None
+    passes = 0
+    for scale in scales:
+        scaled = x if scale == 1.0 else F.interpolate(
+            x, size=(round(height * scale), round(width * scale)), mode="bilinear", align_corners=False)
+        inputs = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
+        out = model(inputs)
+        scores = F.interpolate(out.scores, size=size, mode="bilinear", align_corners=False)
+        if flip:
+            scores = torch.cat([scores[: len(x)], scores[len(x):].flip(-1)])
+        probs = scores.softmax(dim=1).view(-1, len(x), *scores.shape[1:]).sum(dim=0)
+        total = probs if total is None else total + probs
+        passes += 2 if flip else 1
+        if scale == 1.0 or features is None:
+            features = out.features[: len(x)]
+    return Prediction(probs=total / passes, features=features)
+
+
+def restrict_to_classes(probs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Zero the probabilities of classes absent from each image and renormalise: probs (B, C, ...), present (B, C)."""
+    mask = present.to(probs.dtype).view(*present.shape, *([1] * (probs.dim() - 2)))
+    kept = probs * mask
+    return kept / kept.sum(dim=1, keepdim=True).clamp_min(1e-12)

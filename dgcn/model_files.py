@@ -1,0 +1,39 @@
+"""Trained networks on disk: one file holding the builder's name and arguments beside the weights."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dgcn.models.registry import build_classifier, build_segmenter
+from dgcn.storage import atomic_output
+
+BUILDERS = {"segmenter": build_segmenter, "classifier": build_classifier}
+
+
+def save_model(path: Path, model: torch.nn.Module, *, kind: str, arch: str, num_outputs: int,
+               options: dict[str, Any] | None = None) -> None:
+    """Write `model` with what rebuilds it; bytes depend only on the content (serialised in memory, then renamed)."""
+    buffer = io.BytesIO()
+    torch.save({"kind": kind, "arch": arch, "num_outputs": num_outputs, "options": options or {},
+                "state_dict": model.state_dict()}, buffer)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def load_model(path: Path, kind: str) -> torch.nn.Module:
+    """Rebuild and load a network saved by `save_model`; names the file when it is missing or of another kind."""
+    if not path.is_file():
+        raise FileNotFoundError(f"missing model file {path}; run the stage that trains it first (dvc repro)")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises several unrelated types for a damaged file
+        raise ValueError(f"unreadable model file {path}: {error}") from error
+    if not isinstance(saved, dict) or saved.get("kind") != kind:
+        raise ValueError(f"{path} is not a saved {kind}")
+    model = BUILDERS[kind](saved["arch"], saved["num_outputs"], **saved["options"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()

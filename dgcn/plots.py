@@ -1,0 +1,76 @@
+"""Pictures a stage leaves behind: per-class IoU bars, the confusion matrix, and label-map galleries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dgcn.data.palette import colorize  # noqa: E402
+from dgcn.storage import atomic_output  # noqa: E402
+
+# Fixed metadata so the PNG bytes depend on the content only (DVC hashes them).
+PNG_METADATA = {"Software": None}
+
+
+def _save(figure: plt.Figure, path: Path) -> None:
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100, metadata=PNG_METADATA)
+    plt.close(figure)
+
+
+def plot_per_class_iou(ious: dict[str, Sequence[float]], class_names: Sequence[str], path: Path) -> None:
+    """Grouped bars: one group per class, one bar per named series (e.g. pseudo-labels, retrained, upper bound)."""
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.6 * len(class_names) * len(ious) / 2), 4))
+    width = 0.8 / len(ious)
+    positions = np.arange(len(class_names))
+    for k, (label, values) in enumerate(ious.items()):
+        axis.bar(positions + k * width, np.nan_to_num(np.asarray(values, dtype=float)), width, label=label)
+    axis.set_xticks(positions + 0.4 - width / 2, class_names, rotation=45, ha="right")
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("IoU")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_confusion(conf: np.ndarray, class_names: Sequence[str], path: Path, title: str = "") -> None:
+    """Row-normalised confusion matrix (rows = ground truth) as a heat map with percentages."""
+    rows = conf / np.maximum(conf.sum(axis=1, keepdims=True), 1)
+    figure, axis = plt.subplots(figsize=(1 + 0.5 * len(class_names), 1 + 0.45 * len(class_names)))
+    axis.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    if len(class_names) <= 12:
+        for (i, j), value in np.ndenumerate(rows):
+            axis.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=7,
+                      color="white" if value > 0.5 else "black")
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
+    axis.set_yticks(range(len(class_names)), class_names, fontsize=8)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("ground truth")
+    axis.set_title(title)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_gallery(rows: Sequence[Sequence[np.ndarray | None]], column_titles: Sequence[str],
+                 row_titles: Sequence[str], path: Path) -> None:
+    """A grid of pictures: RGB images (H, W, 3) as they are, label maps (H, W) in the VOC palette, None left blank."""
+    figure, axes = plt.subplots(len(rows), len(column_titles), squeeze=False,
+                                figsize=(1.8 * len(column_titles), 1.8 * len(rows)))
+    for r, row in enumerate(rows):
+        for c, picture in enumerate(row):
+            axis = axes[r, c]
+            axis.axis("off")
+            if picture is not None:
+                axis.imshow(picture if picture.ndim == 3 else colorize(picture), interpolation="nearest")
+            if r == 0:
+                axis.set_title(column_titles[c], fontsize=8)
+        axes[r, 0].text(-0.05, 0.5, row_titles[r], transform=axes[r, 0].transAxes, rotation=90, ha="right",
+                        va="center", fontsize=7)
+    figure.tight_layout()
+    _save(figure, path)

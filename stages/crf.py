@@ -1,0 +1,71 @@
+"""Stage `crf`: dense-CRF refinement of the exported pseudo-labels at full resolution, into a second Zarr store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import typer
+from tqdm import tqdm
+
+from dgcn.crf import iter_dense_crf, labels_to_probs
+from dgcn.metrics import confusion_matrix, scores
+from dgcn.storage import LabelStore, LabelStoreWriter
+from stages.manifest import Manifest
+from stages.params import load_section, param
+from stages.runtime import summary, write_json
+
+
+@dataclass
+class CRFStageParams:
+    gaussian_sxy: float = param(3.0, range=(0.0, None))
+    gaussian_compat: float = param(3.0, range=(0.0, None))
+    bilateral_sxy: float = param(80.0, range=(0.0, None))
+    bilateral_srgb: float = param(13.0, range=(0.0, None))
+    bilateral_compat: float = param(10.0, range=(0.0, None))
+    iterations: int = param(10, range=(1, None))
+    label_confidence: float = param(0.7, range=(0.0, 1.0))
+    workers: int = param(2, range=(0, 64))
+
+
+PSEUDO_LABELS = Path("artifacts/export/pseudo_labels.zarr")
+
+
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (section `crf`)"),
+    out: Path = typer.Option(Path("artifacts/crf"), help="folder for crf_labels.zarr and metrics.json"),
+) -> None:
+    """Refine every exported pseudo-label with a dense CRF on its full-resolution image (published parameters)."""
+    config = load_section(params, "crf", CRFStageParams)
+    manifest = Manifest.load()
+    pseudo = LabelStore(PSEUDO_LABELS)
+    train = manifest.train
+    if list(pseudo.names) != train.names:
+        raise ValueError(f"{PSEUDO_LABELS} does not hold the manifest's training images; rerun the export stage")
+    num_classes = len(manifest.class_names)
+    crf_params = {"gaussian_sxy": config.gaussian_sxy, "gaussian_compat": config.gaussian_compat,
+                  "bilateral_sxy": config.bilateral_sxy, "bilateral_srgb": config.bilateral_srgb,
+                  "bilateral_compat": config.bilateral_compat, "iterations": config.iterations}
+
+    images = (train.dataset.image(name) for name in train.names)
+    unaries = (labels_to_probs(pseudo[i], [0, *train.classes[i]], num_classes, config.label_confidence)
+               for i in range(len(train.names)))
+    refined = iter_dense_crf(images, unaries, workers=config.workers, **crf_params)
+    conf = np.zeros((num_classes, num_classes), dtype=np.int64)
+    scored = all(train.dataset.has_mask(name) for name in train.names)
+    out.mkdir(parents=True, exist_ok=True)
+    with LabelStoreWriter(out / "crf_labels.zarr", train.names, train.sizes, list(pseudo.class_names),
+                          pseudo.palette, shard_images=pseudo.shard_images) as writer:
+        shard: list[np.ndarray] = []
+        for i, q in enumerate(tqdm(refined, total=len(train.names), desc="crf", leave=False)):
+            labels = q.argmax(axis=0).astype(np.uint8)
+            shard.append(labels)
+            if scored:
+                conf += confusion_matrix(train.dataset.mask(train.names[i]), labels, num_classes)
+            if len(shard) == pseudo.shard_images or i == len(train.names) - 1:
+                writer.write(i + 1 - len(shard), shard)
+                shard = []
+    metrics = {"crf_miou": round(float(scores(conf)["miou"]), 4)} if scored else {}
+    write_json(out / "metrics.json", metrics)
+    summary("crf", images=len(train.names), **metrics)

@@ -1,0 +1,49 @@
+"""The prepare stage's manifest, read back by every later stage: the data root, classes and split contents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dgcn.data.voc import VOCDataset
+from stages.runtime import read_json
+
+MANIFEST = Path("artifacts/prepare/manifest.json")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split as prepared: ids, (height, width) per image, present foreground classes per image."""
+
+    dataset: VOCDataset
+    names: list[str]
+    sizes: list[tuple[int, int]]
+    classes: list[list[int]]
+
+    def image_labels(self) -> np.ndarray:
+        """(N, C) uint8 image-level labels, background (0) always set."""
+        labels = np.zeros((len(self.names), self.dataset.num_classes), dtype=np.uint8)
+        labels[:, 0] = 1
+        for row, present in zip(labels, self.classes, strict=True):
+            row[present] = 1
+        return labels
+
+
+@dataclass(frozen=True)
+class Manifest:
+    dataset: str
+    root: Path
+    class_names: tuple[str, ...]
+    train: Split
+    val: Split
+
+    @classmethod
+    def load(cls, path: Path = MANIFEST) -> Manifest:
+        raw = read_json(path, "the prepare stage's manifest")
+        root, class_names = Path(raw["root"]), tuple(raw["class_names"])
+        splits = {role: Split(VOCDataset(root, entry["split"], class_names), entry["names"],
+                              [tuple(size) for size in entry["sizes"]], entry["classes"])
+                  for role, entry in raw["splits"].items()}
+        return cls(raw["dataset"], root, class_names, splits["train"], splits["val"])

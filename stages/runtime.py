@@ -1,0 +1,69 @@
+"""What every stage does the same way: seeding, thread count, atomic JSON, the closing summary line."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import typer
+
+from dgcn.storage import atomic_output
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; ask torch for deterministic kernels (byte-identical artifacts on CPU)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def set_threads() -> None:
+    """Use every core for torch's intra-op pool, unless the user pinned OMP_NUM_THREADS."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(os.cpu_count() or 1)
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write `payload` as stable, sorted JSON through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=True) + "\n")
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Read an upstream JSON artifact, saying which stage to run when it is missing."""
+    if not path.is_file():
+        raise FileNotFoundError(f"missing upstream artifact {path} ({what}); run its stage first (dvc repro)")
+    return json.loads(path.read_text())
+
+
+def summary(stage: str, **figures: Any) -> None:
+    """Print the one line every stage ends with."""
+    parts = [f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}" for key, value in figures.items()]
+    typer.secho(f"[{stage}] done: " + " ".join(parts), fg=typer.colors.GREEN)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """A DVC plots file: one row per epoch (or per class), columns from the first row."""
+    columns = list(rows[0]) if rows else []
+    lines = [",".join(columns)] + [",".join(str(row[column]) for column in columns) for row in rows]
+    with atomic_output(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def checkpoint_path(stage: str, config: Any, inputs: list[Path], scratch: Path = Path(".scratch")) -> Path:
+    """Where a resumable stage keeps its last checkpoint: keyed by a hash of its params and its input files' bytes."""
+    digest = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode())
+    for root in inputs:
+        for file in sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()):
+            digest.update(str(file.relative_to(root)).encode() if file != root else b"")
+            digest.update(file.read_bytes())
+    return scratch / "checkpoints" / stage / digest.hexdigest()[:16] / "last.pt"

@@ -1,0 +1,97 @@
+"""Stage `train-dgcn`: train the segmentation network from the cues with graph-cut supervision (spec section 2)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from dgcn.cues import CueStore
+from dgcn.data.loading import load_stack
+from dgcn.model_files import load_model, save_model
+from dgcn.models.registry import build_segmenter
+from dgcn.supervision import SupervisionPool
+from dgcn.training.dgcn import SGDSchedule, train_dgcn
+from stages.manifest import Manifest
+from stages.params import load_section, param
+from stages.runtime import checkpoint_path, seed_everything, set_threads, summary, write_csv, write_json
+
+
+@dataclass
+class CRFParams:
+    gaussian_sxy: float = param(3.0, range=(0.0, None))
+    gaussian_compat: float = param(3.0, range=(0.0, None))
+    bilateral_sxy: float = param(80.0, range=(0.0, None))
+    bilateral_srgb: float = param(13.0, range=(0.0, None))
+    bilateral_compat: float = param(10.0, range=(0.0, None))
+    iterations: int = param(10, range=(1, None))
+    scale: float = param(1.0, range=(1e-3, 10.0))
+
+
+@dataclass
+class TrainDGCNParams:
+    arch: str = param("small")
+    arch_options: dict = param({"width": 32})
+    pretrained: str | None = param(None)
+    input_size: int = param(96, range=(32, 1024))
+    init_from_classifier: bool = param(True)
+    epochs: int = param(6, range=(1, None))
+    batch_size: int = param(16, range=(1, None))
+    lr: float = param(0.01, range=(0.0, 1.0))
+    momentum: float = param(0.9, range=(0.0, 1.0))
+    weight_decay: float = param(0.0005, range=(0.0, 1.0))
+    head_lr_mult: float = param(10.0, range=(0.0, None))
+    warmup_iters: int = param(50, range=(0, None))
+    decay_every_epochs: int = param(3, range=(1, None))
+    decay_gamma: float = param(0.3, range=(0.0, 1.0))
+    knn_k: int = param(10, range=(2, None))
+    threshold: float = param(0.7, range=(0.0, 1.0))
+    seed_capacity: float = param(10.0, range=(0.0, None))
+    workers: int = param(2, range=(0, 64))
+    crf: CRFParams = field(default_factory=CRFParams)
+    seed: int = param(0, range=(0, None))
+
+
+CUES = Path("artifacts/cues/cues.zarr")
+CLASSIFIER = Path("artifacts/cues/classifier.pt")
+
+
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (section `train_dgcn`)"),
+    out: Path = typer.Option(Path("artifacts/train_dgcn"), help="folder for model.pt, metrics.json, train_log.csv"),
+) -> None:
+    """DGCN training: kNN feature graph + per-class graph cut grow the cues; seeding + constrain loss; SGD."""
+    config = load_section(params, "train_dgcn", TrainDGCNParams)
+    manifest = Manifest.load()
+    cue_store = CueStore(CUES)
+    set_threads()
+    seed_everything(config.seed)
+    train = manifest.train
+    if list(cue_store.names) != train.names:
+        raise ValueError(f"{CUES} does not hold the manifest's training images; rerun the cues stage")
+    model = build_segmenter(config.arch, len(manifest.class_names), pretrained=config.pretrained, **config.arch_options)
+    if config.init_from_classifier:
+        model.load_trunk_from(load_model(CLASSIFIER, "classifier"))
+    cues = np.stack(list(cue_store))
+    grid = cues.shape[-1]
+    images = load_stack(train.dataset.image, train.names, config.input_size, desc="train images")
+    grid_images = load_stack(train.dataset.image, train.names, grid, desc="grid images")
+    schedule = SGDSchedule(lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                           head_lr_mult=config.head_lr_mult, warmup_iters=config.warmup_iters,
+                           decay_every_epochs=config.decay_every_epochs, decay_gamma=config.decay_gamma)
+    checkpoint = checkpoint_path("train_dgcn", config, [Path("artifacts/prepare/manifest.json"), CUES, CLASSIFIER])
+    with SupervisionPool(workers=config.workers, k=config.knn_k, threshold=config.threshold,
+                         seed_capacity=config.seed_capacity, crf_params=asdict(config.crf)) as pool:
+        history = train_dgcn(model, images, grid_images, cues, cue_store.image_labels, pool, schedule,
+                             epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
+                             checkpoint=checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(out / "model.pt", model, kind="segmenter", arch=config.arch, num_outputs=len(manifest.class_names),
+               options=config.arch_options)
+    write_csv(out / "train_log.csv", history)
+    final = history[-1]
+    write_json(out / "metrics.json", {"final_loss": final["loss"], "final_seeding_loss": final["seeding"],
+                                      "final_constrain_loss": final["constrain"], "epochs": config.epochs})
+    summary("train-dgcn", epochs=config.epochs, loss=final["loss"])

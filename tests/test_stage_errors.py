@@ -1,0 +1,75 @@
+"""Bad input to a stage: one clear error line, a non-zero exit, and no partial output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from stages.app import app
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project folder holding the default params, as the current directory."""
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_help_lists_every_stage() -> None:
+    code, output = invoke("--help")
+    assert code == 0
+    for name in ("prepare", "cues", "train-dgcn", "export", "crf", "retrain", "evaluate"):
+        assert name in output
+
+
+@pytest.mark.parametrize("stage", ["cues", "train-dgcn", "export", "crf", "retrain", "evaluate"])
+def test_missing_upstream_artifact_is_named(workdir: Path, stage: str) -> None:
+    code, output = invoke(stage)
+    assert code == 1
+    assert "missing upstream artifact artifacts/prepare/manifest.json" in output
+    assert not (workdir / "artifacts").exists() or not any((workdir / "artifacts").rglob("*.zarr"))
+
+
+def test_out_of_range_param_is_named(workdir: Path) -> None:
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["crf"]["label_confidence"] = 1.5
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    code, output = invoke("crf")
+    assert code == 1 and "crf.label_confidence: 1.5 is out of range" in output
+
+
+def test_bad_dataset_root_is_named_and_writes_nothing(workdir: Path) -> None:
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["prepare"].update(dataset="voc", root="no/such/root")
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    code, output = invoke("prepare")
+    assert code == 1 and "data root not found: no/such/root" in output
+    assert not (workdir / "artifacts").exists()
+
+
+def test_wrong_zarr_layout_is_named_and_leaves_no_output(workdir: Path) -> None:
+    voc = REPO.parent / "shared" / "voc-mini"
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["prepare"].update(dataset="voc", root=str(voc))
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    assert invoke("prepare")[0] == 0
+    manifest = json.loads((workdir / "artifacts/prepare/manifest.json").read_text())
+    assert manifest["splits"]["train"]["names"] == ["2011_000003", "2011_000006", "2011_000025"]
+    broken = workdir / "artifacts/export/pseudo_labels.zarr"
+    broken.mkdir(parents=True)
+    (broken / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+    code, output = invoke("crf")
+    assert code == 1 and "pseudo_labels.zarr" in output
+    assert not (workdir / "artifacts/crf").exists()
