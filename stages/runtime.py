@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import typer
 
+import dgcn
+import stages
 from dgcn.storage import atomic_output
 
 
@@ -60,10 +62,13 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def checkpoint_path(stage: str, config: Any, inputs: list[Path], scratch: Path = Path(".scratch")) -> Path:
-    """Where a resumable stage keeps its last checkpoint: keyed by a hash of its params and its input files' bytes."""
+    """Where a resumable stage keeps its last checkpoint: keyed by a hash of its params, its input files' bytes and
+    the code (so a checkpoint of older code is never resumed)."""
     digest = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode())
-    for root in inputs:
-        for file in sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()):
+    code = [Path(module.__file__).parent for module in (dgcn, stages)]
+    for root in [*inputs, *code]:
+        files = [root] if root.is_file() else root.rglob("*")
+        for file in sorted(p for p in files if p.is_file() and "__pycache__" not in p.parts):
             digest.update(str(file.relative_to(root)).encode() if file != root else b"")
             digest.update(file.read_bytes())
     return scratch / "checkpoints" / stage / digest.hexdigest()[:16] / "last.pt"

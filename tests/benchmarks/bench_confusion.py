@@ -14,7 +14,7 @@ from timing import best_time, verdict
 
 from dgcn.metrics import confusion_matrix
 
-MASKS = Path("/work/shared/voc-mini/SegmentationClassAug")
+MASKS = Path(__file__).resolve().parents[3] / "shared" / "voc-mini" / "SegmentationClassAug"
 CLASSES = 21
 
 

@@ -15,7 +15,7 @@ from timing import verdict
 
 from dgcn.crf import dense_crf_many
 
-VOC = Path("/work/shared/voc-mini")
+VOC = Path(__file__).resolve().parents[3] / "shared" / "voc-mini"  # shared/ lies beside the checkout
 CLASSES, SIZE = 21, (500, 375)
 
 

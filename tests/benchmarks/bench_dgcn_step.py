@@ -1,0 +1,74 @@
+"""DGCN training step vs a plain cross-entropy step of the same model, batch and input.
+
+The DGCN step adds the kNN graph, the per-class graph cuts and the training-time dense CRF (in worker processes) and
+the seeding + constrain losses. Target: <= 1.3x the plain step. Run: python tests/benchmarks/bench_dgcn_step.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from timing import best_time, verdict
+
+from dgcn.data.loading import normalize, resize_image
+from dgcn.data.synthetic import render_scene
+from dgcn.losses import constrain_loss, seeding_loss, smoothed_softmax
+from dgcn.models.registry import build_segmenter
+from dgcn.supervision import SupervisionPool
+
+BATCH, SIZE, CLASSES, STEPS = 16, 96, 6, 5
+CRF = {"gaussian_sxy": 3.0, "gaussian_compat": 3.0, "bilateral_sxy": 80.0, "bilateral_srgb": 13.0,
+       "bilateral_compat": 10.0, "iterations": 10, "scale": 1 / 12}
+
+
+def batch_inputs(rng: np.random.Generator, grid: int) -> tuple:
+    """Synthetic scenes, their ground truth at the grid as dense labels, and cues on ~35% of the grid pixels."""
+    scenes = [render_scene(np.random.default_rng([0, 0, i]), SIZE) for i in range(BATCH)]
+    images = np.stack([image for image, _ in scenes])
+    labels = np.stack([labels[::SIZE // grid, ::SIZE // grid] for _, labels in scenes]).astype(np.int64)
+    cues = np.zeros((BATCH, CLASSES, grid, grid), np.uint8)
+    b, r, c = np.nonzero(rng.random(labels.shape) < 0.35)
+    cues[b, labels[b, r, c], r, c] = 1
+    classes = [np.unique(row) for row in labels]
+    small = np.stack([resize_image(image, (grid, grid)) for image in images])
+    return normalize(torch.from_numpy(images)), torch.from_numpy(labels), cues, classes, small
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    model = build_segmenter("small", CLASSES)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    grid = SIZE // model.output_stride
+    x, labels, cues, classes, small = batch_inputs(np.random.default_rng(0), grid)
+
+    def plain_step() -> None:
+        loss = F.cross_entropy(model(x).scores, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    with SupervisionPool(workers=2, crf_params=CRF) as pool:
+
+        def dgcn_step() -> None:
+            out = model(x)
+            probs = smoothed_softmax(out.scores)
+            pending = pool.submit(out.features.detach(), probs.detach(), cues, classes, small)
+            supervision, crf_probs = pending.result()
+            loss = seeding_loss(probs, supervision) + constrain_loss(probs, crf_probs)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        dgcn_step()  # the workers' first task imports their libraries
+        plain = best_time(lambda: [plain_step() for _ in range(STEPS)]) / STEPS
+        dgcn = best_time(lambda: [dgcn_step() for _ in range(STEPS)]) / STEPS
+    print(f"batch {BATCH}, {SIZE}x{SIZE} input, {grid}x{grid} grid, {CLASSES} classes, "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"plain cross-entropy step: {1000 * plain:.1f} ms; DGCN step (kNN + graph cuts + CRF + losses): "
+          f"{1000 * dgcn:.1f} ms")
+    verdict("DGCN step / plain step", dgcn / plain, 1.3, at_least=False)
+
+
+if __name__ == "__main__":
+    main()
