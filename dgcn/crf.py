@@ -46,7 +46,7 @@ def dense_crf(
     crf.setUnaryEnergy(np.ascontiguousarray(unary))
     crf.addPairwiseGaussian(sxy=gaussian_sxy * scale, compat=gaussian_compat)
     crf.addPairwiseBilateral(
-        sxy=bilateral_sxy * scale, srgb=bilateral_srgb, rgbim=np.ascontiguousarray(image), compat=bilateral_compat
+        sxy=bilateral_sxy * scale, srgb=bilateral_srgb, rgbim=_writable(image), compat=bilateral_compat
     )
     return np.asarray(crf.inference(iterations), dtype=np.float32).reshape(num_classes, height, width)
 
@@ -107,6 +107,12 @@ def dense_crf_many(
 ) -> list[np.ndarray]:
     """List of dense_crf results for each (image, probs) pair, in input order; see iter_dense_crf."""
     return list(iter_dense_crf(images, probs_list, workers, **params))
+
+
+def _writable(image: np.ndarray) -> np.ndarray:
+    """pydensecrf's typed buffers refuse read-only arrays (e.g. np.asarray of a PIL image): copy those."""
+    image = np.ascontiguousarray(image)
+    return image if image.flags.writeable else image.copy()
 
 
 def _crf_pair(pair: tuple[np.ndarray, np.ndarray], params: dict[str, float]) -> np.ndarray:

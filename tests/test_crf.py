@@ -67,3 +67,10 @@ def test_labels_to_probs_restricted_to_present_classes():
     assert labels_to_probs(np.zeros((1, 1), np.int64), [0], num_classes=2)[:, 0, 0].tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match=r"outside classes"):
         labels_to_probs(labels, [0, 5], num_classes=6)
+
+
+def test_read_only_image_is_accepted() -> None:
+    image = np.zeros((8, 8, 3), np.uint8)
+    image.setflags(write=False)
+    probs = np.full((2, 8, 8), 0.5, np.float32)
+    assert dense_crf(image, probs, iterations=1).shape == (2, 8, 8)
