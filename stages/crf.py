@@ -13,18 +13,12 @@ from dgcn.crf import iter_dense_crf, labels_to_probs
 from dgcn.metrics import confusion_matrix, scores
 from dgcn.storage import LabelStore, LabelStoreWriter
 from stages.manifest import Manifest
-from stages.params import load_section, param
+from stages.params import DenseCRFParams, load_section, param
 from stages.runtime import summary, write_json
 
 
 @dataclass
-class CRFStageParams:
-    gaussian_sxy: float = param(3.0, range=(0.0, None))
-    gaussian_compat: float = param(3.0, range=(0.0, None))
-    bilateral_sxy: float = param(80.0, range=(0.0, None))
-    bilateral_srgb: float = param(13.0, range=(0.0, None))
-    bilateral_compat: float = param(10.0, range=(0.0, None))
-    iterations: int = param(10, range=(1, None))
+class CRFStageParams(DenseCRFParams):
     label_confidence: float = param(0.7, range=(0.0, 1.0))
     workers: int = param(2, range=(0, 64))
 
@@ -44,14 +38,11 @@ def main(
     if list(pseudo.names) != train.names:
         raise ValueError(f"{PSEUDO_LABELS} does not hold the manifest's training images; rerun the export stage")
     num_classes = len(manifest.class_names)
-    crf_params = {"gaussian_sxy": config.gaussian_sxy, "gaussian_compat": config.gaussian_compat,
-                  "bilateral_sxy": config.bilateral_sxy, "bilateral_srgb": config.bilateral_srgb,
-                  "bilateral_compat": config.bilateral_compat, "iterations": config.iterations}
 
     images = (train.dataset.image(name) for name in train.names)
     unaries = (labels_to_probs(pseudo[i], [0, *train.classes[i]], num_classes, config.label_confidence)
                for i in range(len(train.names)))
-    refined = iter_dense_crf(images, unaries, workers=config.workers, **crf_params)
+    refined = iter_dense_crf(images, unaries, workers=config.workers, **config.kernels())
     conf = np.zeros((num_classes, num_classes), dtype=np.int64)
     scored = all(train.dataset.has_mask(name) for name in train.names)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,16 +17,12 @@ from dgcn.model_files import save_model
 from dgcn.models.registry import build_classifier
 from dgcn.training.supervised import train_classifier
 from stages.manifest import Manifest
-from stages.params import load_section, param
+from stages.params import NetworkParams, load_section, param
 from stages.runtime import seed_everything, set_threads, summary, write_csv, write_json
 
 
 @dataclass
-class CuesParams:
-    arch: str = param("small")
-    arch_options: dict = param({"width": 32})
-    pretrained: str | None = param(None)
-    input_size: int = param(96, range=(32, 1024))
+class CuesParams(NetworkParams):
     epochs: int = param(40, range=(1, None))
     batch_size: int = param(16, range=(1, None))
     lr: float = param(0.003, range=(0.0, 1.0))

@@ -20,18 +20,15 @@ from dgcn.metrics import confusion_matrix, scores
 from dgcn.model_files import load_model
 from dgcn.storage import LabelStoreWriter
 from stages.manifest import Manifest
-from stages.params import load_section, param
+from stages.params import GraphCutParams, load_section, param
 from stages.runtime import set_threads, summary, write_json
 
 
 @dataclass
-class ExportParams:
+class ExportParams(GraphCutParams):
     input_size: int = param(96, range=(32, 1024))
     scales: list[float] = param([0.75, 1.0, 1.25], range=(0.25, 4.0))
     flip: bool = param(True)
-    knn_k: int = param(10, range=(2, None))
-    threshold: float = param(0.7, range=(0.0, 1.0))
-    seed_capacity: float = param(10.0, range=(0.0, None))
     batch_size: int = param(32, range=(1, None))
     shard_images: int = param(256, range=(1, None))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -108,3 +109,39 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint in (int, float, str, bool) and (type(value) is not hint):
         raise ParamsError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value
+
+
+@dataclass
+class NetworkParams:
+    """Which network a training stage builds, and the size its inputs are resized to."""
+
+    arch: str = param("small")
+    arch_options: dict = param({"width": 32})
+    pretrained: str | None = param(None)
+    input_size: int = param(96, range=(32, 1024))
+
+
+@dataclass
+class GraphCutParams:
+    """The graph-cut growth of the cues (spec section 2.3-2.4), shared by training and export."""
+
+    knn_k: int = param(10, range=(2, None))
+    threshold: float = param(0.7, range=(0.0, 1.0))
+    seed_capacity: float = param(10.0, range=(0.0, None))
+
+
+@dataclass
+class DenseCRFParams:
+    """Dense-CRF kernels; `scale` multiplies both sxy (1/12 for the training-time CRF on the output grid)."""
+
+    gaussian_sxy: float = param(3.0, range=(0.0, None))
+    gaussian_compat: float = param(3.0, range=(0.0, None))
+    bilateral_sxy: float = param(80.0, range=(0.0, None))
+    bilateral_srgb: float = param(13.0, range=(0.0, None))
+    bilateral_compat: float = param(10.0, range=(0.0, None))
+    iterations: int = param(10, range=(1, None))
+    scale: float = param(1.0, range=(1e-3, 10.0))
+
+    def kernels(self) -> dict[str, float]:
+        """The keyword arguments of `dgcn.crf.dense_crf`."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(DenseCRFParams)}

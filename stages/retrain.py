@@ -15,7 +15,7 @@ from dgcn.models.registry import build_segmenter
 from dgcn.storage import LabelStore
 from dgcn.training.supervised import train_segmenter
 from stages.manifest import Manifest
-from stages.params import load_section, param
+from stages.params import NetworkParams, load_section, param
 from stages.runtime import checkpoint_path, seed_everything, set_threads, summary, write_csv, write_json
 
 
@@ -25,11 +25,7 @@ class LabelSource(StrEnum):
 
 
 @dataclass
-class RetrainParams:
-    arch: str = param("small")
-    arch_options: dict = param({"width": 32})
-    pretrained: str | None = param(None)
-    input_size: int = param(96, range=(32, 1024))
+class RetrainParams(NetworkParams):
     epochs: int = param(24, range=(1, None))
     batch_size: int = param(16, range=(1, None))
     lr: float = param(0.004, range=(0.0, 1.0))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,27 +15,12 @@ from dgcn.models.registry import build_segmenter
 from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
 from stages.manifest import Manifest
-from stages.params import load_section, param
+from stages.params import DenseCRFParams, GraphCutParams, NetworkParams, load_section, param
 from stages.runtime import checkpoint_path, seed_everything, set_threads, summary, write_csv, write_json
 
 
 @dataclass
-class CRFParams:
-    gaussian_sxy: float = param(3.0, range=(0.0, None))
-    gaussian_compat: float = param(3.0, range=(0.0, None))
-    bilateral_sxy: float = param(80.0, range=(0.0, None))
-    bilateral_srgb: float = param(13.0, range=(0.0, None))
-    bilateral_compat: float = param(10.0, range=(0.0, None))
-    iterations: int = param(10, range=(1, None))
-    scale: float = param(1.0, range=(1e-3, 10.0))
-
-
-@dataclass
-class TrainDGCNParams:
-    arch: str = param("small")
-    arch_options: dict = param({"width": 32})
-    pretrained: str | None = param(None)
-    input_size: int = param(96, range=(32, 1024))
+class TrainDGCNParams(NetworkParams, GraphCutParams):
     init_from_classifier: bool = param(True)
     epochs: int = param(6, range=(1, None))
     batch_size: int = param(16, range=(1, None))
@@ -46,11 +31,8 @@ class TrainDGCNParams:
     warmup_iters: int = param(50, range=(0, None))
     decay_every_epochs: int = param(3, range=(1, None))
     decay_gamma: float = param(0.3, range=(0.0, 1.0))
-    knn_k: int = param(10, range=(2, None))
-    threshold: float = param(0.7, range=(0.0, 1.0))
-    seed_capacity: float = param(10.0, range=(0.0, None))
     workers: int = param(2, range=(0, 64))
-    crf: CRFParams = field(default_factory=CRFParams)
+    crf: DenseCRFParams = field(default_factory=DenseCRFParams)
     seed: int = param(0, range=(0, None))
 
 
@@ -83,7 +65,7 @@ def main(
                            decay_every_epochs=config.decay_every_epochs, decay_gamma=config.decay_gamma)
     checkpoint = checkpoint_path("train_dgcn", config, [Path("artifacts/prepare/manifest.json"), CUES, CLASSIFIER])
     with SupervisionPool(workers=config.workers, k=config.knn_k, threshold=config.threshold,
-                         seed_capacity=config.seed_capacity, crf_params=asdict(config.crf)) as pool:
+                         seed_capacity=config.seed_capacity, crf_params=config.crf.kernels()) as pool:
         history = train_dgcn(model, images, grid_images, cues, cue_store.image_labels, pool, schedule,
                              epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
                              checkpoint=checkpoint)
