@@ -68,7 +68,7 @@ def main(
     write_cue_store(out / "cues.zarr", train.names, cues, labels, list(manifest.class_names))
     metrics = _score(manifest, cams, cues, config.cam_background)
     write_json(out / "metrics.json", metrics)
-    write_csv(out / "train_log.csv", history)
+    write_csv(out / "train_log.csv", history.epochs)
     summary("cues", images=len(train.names), grid=f"{grid}x{grid}", **metrics)
 
 

@@ -66,7 +66,7 @@ def main(
     out.mkdir(parents=True, exist_ok=True)
     save_model(out / "model.pt", model, kind="segmenter", arch=config.arch, num_outputs=len(manifest.class_names),
                options=config.arch_options)
-    write_csv(out / "train_log.csv", history)
-    write_json(out / "metrics.json", {"final_loss": history[-1]["loss"], "labelled_fraction":
+    write_csv(out / "train_log.csv", history.epochs)
+    write_json(out / "metrics.json", {"final_loss": history.epochs[-1]["loss"], "labelled_fraction":
                                       round(float(np.mean(targets != 255)), 4)})
-    summary(f"retrain ({labels.value})", epochs=config.epochs, loss=history[-1]["loss"])
+    summary(f"retrain ({labels.value})", epochs=config.epochs, loss=history.epochs[-1]["loss"])

@@ -72,8 +72,9 @@ def main(
     out.mkdir(parents=True, exist_ok=True)
     save_model(out / "model.pt", model, kind="segmenter", arch=config.arch, num_outputs=len(manifest.class_names),
                options=config.arch_options)
-    write_csv(out / "train_log.csv", history)
-    final = history[-1]
+    write_csv(out / "train_log.csv", history.epochs)
+    write_csv(out / "train_steps.csv", history.steps)
+    final = history.epochs[-1]
     write_json(out / "metrics.json", {"final_loss": final["loss"], "final_seeding_loss": final["seeding"],
                                       "final_constrain_loss": final["constrain"], "epochs": config.epochs})
     summary("train-dgcn", epochs=config.epochs, loss=final["loss"])

@@ -10,7 +10,7 @@ import torch
 
 import dgcn.training.loop as loop
 from dgcn.models.registry import build_segmenter
-from dgcn.training.loop import epoch_batches, mirror
+from dgcn.training.loop import TrainingLog, epoch_batches, mirror
 from dgcn.training.schedule import warmup_step_decay
 from dgcn.training.supervised import train_segmenter
 
@@ -19,7 +19,7 @@ class Killed(Exception):
     """Stands in for the process being killed after a checkpoint was written."""
 
 
-def train(checkpoint: Path | None) -> tuple[dict[str, torch.Tensor], list[dict]]:
+def train(checkpoint: Path | None) -> tuple[dict[str, torch.Tensor], TrainingLog]:
     torch.manual_seed(0)
     model = build_segmenter("small", 2, width=4)
     rng = np.random.default_rng(0)
@@ -46,7 +46,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(loop, "_save_checkpoint", save)
     assert torch.load(checkpoint, weights_only=False)["epoch"] == 1
     resumed, resumed_history = train(checkpoint)
-    assert resumed_history == history and [row["epoch"] for row in history] == [1, 2, 3]
+    assert resumed_history == history and [row["epoch"] for row in history.epochs] == [1, 2, 3]
+    assert [row["step"] for row in history.steps] == list(range(1, 10))
     for name, tensor in uninterrupted.items():
         assert torch.equal(tensor, resumed[name]), name
 

@@ -12,7 +12,7 @@ import torch
 from dgcn.data.loading import normalize
 from dgcn.losses import constrain_loss, seeding_loss, smoothed_softmax
 from dgcn.supervision import SupervisionPool
-from dgcn.training.loop import fit, mirror
+from dgcn.training.loop import TrainingLog, fit, mirror
 from dgcn.training.schedule import warmup_step_decay
 
 
@@ -31,7 +31,7 @@ class SGDSchedule:
 
 def train_dgcn(model: torch.nn.Module, images: np.ndarray, grid_images: np.ndarray, cues: np.ndarray,
                image_labels: np.ndarray, pool: SupervisionPool, schedule: SGDSchedule, *, epochs: int,
-               batch_size: int, seed: int, checkpoint: Path | None = None) -> list[dict]:
+               batch_size: int, seed: int, checkpoint: Path | None = None) -> TrainingLog:
     """Train the segmentation network from cues.
 
     images (N, S, S, 3) uint8 network inputs; grid_images (N, h, w, 3) uint8 the same images at the output grid (for

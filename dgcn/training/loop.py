@@ -13,6 +13,14 @@ from tqdm import tqdm
 Step = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 
 
+@dataclass
+class TrainingLog:
+    """Mean losses per epoch (`epoch` column) and the losses of every step (`step` column)."""
+
+    epochs: list[dict[str, float]]
+    steps: list[dict[str, float]]
+
+
 @dataclass(frozen=True)
 class Batch:
     """Sample indices of one batch and, per sample, whether to mirror it."""
@@ -33,20 +41,20 @@ def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> l
 
 def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler, step: Step, num_samples: int, batch_size: int,
-        epochs: int, seed: int, checkpoint: Path | None = None, desc: str = "training") -> list[dict[str, float]]:
+        epochs: int, seed: int, checkpoint: Path | None = None, desc: str = "training") -> TrainingLog:
     """Run `epochs` epochs of `step(indices, flips) -> losses`, stepping the scheduler per iteration.
 
-    Returns one row per epoch (epoch number and mean losses). With `checkpoint`, the state after every epoch is saved
+    Returns the loss log (per epoch and per step). With `checkpoint`, the state after every epoch is saved
     there and an interrupted run resumes from the last completed epoch.
     """
-    history: list[dict[str, float]] = []
+    log = TrainingLog(epochs=[], steps=[])
     start = 0
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        history, start = state["history"], state["epoch"] + 1
+        log, start = TrainingLog(**state["log"]), state["epoch"] + 1
     for epoch in range(start, epochs):
         model.train()
         totals: dict[str, float] = {}
@@ -55,21 +63,23 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         for batch in bar:
             losses = step(batch.indices, batch.flips)
             scheduler.step()
+            log.steps.append({"step": len(log.steps) + 1, **{key: round(value, 6) for key, value in losses.items()}})
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0.0) + value
             bar.set_postfix({key: f"{value:.3f}" for key, value in losses.items()})
-        history.append({"epoch": epoch + 1, **{key: round(value / len(batches), 6) for key, value in totals.items()}})
+        means = {key: round(value / len(batches), 6) for key, value in totals.items()}
+        log.epochs.append({"epoch": epoch + 1, **means})
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, model, optimizer, scheduler, epoch, history)
-    return history
+            _save_checkpoint(checkpoint, model, optimizer, scheduler, epoch, log)
+    return log
 
 
 def _save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: torch.optim.lr_scheduler.LRScheduler, epoch: int, history: list) -> None:
+                     scheduler: torch.optim.lr_scheduler.LRScheduler, epoch: int, log: TrainingLog) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch, "history": history}, tmp)
+                "epoch": epoch, "log": {"epochs": log.epochs, "steps": log.steps}}, tmp)
     tmp.replace(path)
 
 

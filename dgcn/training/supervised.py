@@ -11,12 +11,12 @@ import torch.nn.functional as F
 
 from dgcn.data.loading import normalize
 from dgcn.data.palette import IGNORE_INDEX
-from dgcn.training.loop import fit, mirror
+from dgcn.training.loop import TrainingLog, fit, mirror
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def train_classifier(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, **settings) -> list[dict]:
+def train_classifier(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, **settings) -> TrainingLog:
     """Multi-label classifier on (N, S, S, 3) uint8 images and (N, C-1) {0,1} foreground labels (BCE)."""
 
     def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -26,7 +26,7 @@ def train_classifier(model: torch.nn.Module, images: np.ndarray, labels: np.ndar
                   **settings)
 
 
-def train_segmenter(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, **settings) -> list[dict]:
+def train_segmenter(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, **settings) -> TrainingLog:
     """Segmentation network on (N, S, S, 3) uint8 images and (N, S, S) uint8 label maps (CE, 255 ignored)."""
 
     def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,7 @@ def train_segmenter(model: torch.nn.Module, images: np.ndarray, labels: np.ndarr
 
 def _train(model: torch.nn.Module, images: np.ndarray, targets: torch.Tensor, loss: Loss, *, mirror_targets: bool,
            desc: str, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
-           checkpoint: Path | None = None) -> list[dict]:
+           checkpoint: Path | None = None) -> TrainingLog:
     """AdamW with a one-cycle schedule over `epochs`; mirrored samples mirror their dense targets too."""
     images_t = torch.from_numpy(images)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
