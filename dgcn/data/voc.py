@@ -73,8 +73,8 @@ class VOCDataset:
         return self.mask_path(name).is_file()
 
     def image(self, name: str) -> np.ndarray:
-        """(H, W, 3) uint8 RGB."""
-        return np.asarray(_open_image(self.image_path(name)).convert("RGB"))
+        """(H, W, 3) uint8 RGB, a writable array (torch and pydensecrf refuse read-only buffers)."""
+        return np.array(_open_image(self.image_path(name)).convert("RGB"))
 
     def mask(self, name: str) -> np.ndarray:
         """(H, W) uint8 class indices, 255 = ignore; checked against the class range."""
