@@ -22,7 +22,15 @@ def knn_edges(features: torch.Tensor, k: int = 10) -> tuple[np.ndarray, np.ndarr
     k and then removed; d is the squared Euclidean distance between feature vectors.
 
     features: (D, h, w) float tensor on any device; the distance work stays there and only index pairs reach the host.
-    Returns (src, dst): int64 arrays sorted by (src, dst).
+    Returns (src, dst): int64 arrays sorted by (src, dst). See `knn_edges_batch` for how ties are kept exact.
+    """
+    if not isinstance(features, torch.Tensor) or features.ndim != 3:
+        raise ValueError(f"features must be a (D, h, w) tensor, got {getattr(features, 'shape', type(features))}")
+    return knn_edges_batch(features[None], k)[0]
+
+
+def knn_edges_batch(features: torch.Tensor, k: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`knn_edges` of every image of a batch, in one pass of batched tensor operations: (B, D, h, w) -> B pairs.
 
     Exactness: the |a|^2 + |b|^2 - 2ab expansion is fast but rounds. With B a rigorous bound on its error, a pair whose
     expanded distance is below (row's expanded k-th value - 2B) is certainly a neighbour; pairs within 2B of that k-th
@@ -30,32 +38,37 @@ def knn_edges(features: torch.Tensor, k: int = 10) -> tuple[np.ndarray, np.ndarr
     symmetric, exactly 0 on the diagonal and equal for truly equidistant small-integer/dyadic features, so ties are
     found exactly. The expansion runs in float64 when TF32/bf16 float32 matmuls are enabled (the bound needs IEEE).
     """
-    if not isinstance(features, torch.Tensor) or features.ndim != 3:
-        raise ValueError(f"features must be a (D, h, w) tensor, got {getattr(features, 'shape', type(features))}")
+    if not isinstance(features, torch.Tensor) or features.ndim != 4:
+        raise ValueError(f"features must be a (B, D, h, w) tensor, got {getattr(features, 'shape', type(features))}")
     if not features.is_floating_point():
         raise ValueError(f"features must be a float tensor, got dtype {features.dtype}")
-    dim, h, w = features.shape
+    batch, dim, h, w = features.shape
     n = h * w
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, h*w = {n}], got {k}")
     with torch.no_grad():
-        points = features.detach().reshape(dim, n).t()
+        points = features.detach().reshape(batch, dim, n).transpose(1, 2)
         wide = points.dtype == torch.float64 or not _ieee_float32_matmul(points.device)
         fast = points.to(torch.float64 if wide else torch.float32).contiguous()
-        norms = (fast * fast).sum(dim=1)
-        approx = norms[:, None] + norms[None, :] - 2.0 * (fast @ fast.t())
-        kth_approx = torch.topk(approx, k, dim=1, largest=False, sorted=True).values[:, -1]
+        norms = (fast * fast).sum(dim=2)
+        approx = norms[:, :, None] + norms[:, None, :] - 2.0 * torch.bmm(fast, fast.transpose(1, 2))
+        kth_approx = torch.topk(approx, k, dim=2, largest=False, sorted=True).values[..., -1]
         # |expanded - exact| <= (D + 2) * eps * (|a|^2 + |b|^2) for dot products and norms accumulated in this dtype.
-        bound = (dim + 2) * torch.finfo(fast.dtype).eps * (norms + norms.max())
-        rows, cols = torch.nonzero(approx <= (kth_approx + 2.0 * bound)[:, None], as_tuple=True)
-        band = approx[rows, cols] >= (kth_approx - 2.0 * bound)[rows]
+        bound = (dim + 2) * torch.finfo(fast.dtype).eps * (norms + norms.amax(dim=1, keepdim=True))
+        images, rows, cols = torch.nonzero(approx <= (kth_approx + 2.0 * bound)[..., None], as_tuple=True)
+        band = approx[images, rows, cols] >= (kth_approx - 2.0 * bound)[images, rows]
         del approx
+        # Nodes numbered across the batch (image * n + node): one ragged k-th value per node of every image.
+        first, second = images * n + rows, images * n + cols
         # Certain neighbours stand in as -inf: below every re-measured value, they still count towards the k.
         distances = torch.full(rows.shape, float("-inf"), dtype=torch.float64, device=rows.device)
-        distances[band] = _pair_distances(points.to(torch.float64), rows[band], cols[band])
-        keep = (distances <= _row_kth(distances, rows, n, k)[rows]) & (rows != cols)
-        src, dst = rows[keep], cols[keep]
-    return src.cpu().numpy().astype(np.int64), dst.cpu().numpy().astype(np.int64)
+        distances[band] = _pair_distances(points.reshape(batch * n, dim).to(torch.float64), first[band], second[band])
+        keep = (distances <= _row_kth(distances, first, batch * n, k)[first]) & (rows != cols)
+        counts = torch.bincount(images[keep], minlength=batch).tolist()
+        src = rows[keep].cpu().numpy().astype(np.int64)
+        dst = cols[keep].cpu().numpy().astype(np.int64)
+    splits = np.cumsum(counts)[:-1]
+    return list(zip(np.split(src, splits), np.split(dst, splits), strict=True))
 
 
 def _ieee_float32_matmul(device: torch.device) -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dgcn.crf import dense_crf
-from dgcn.graphcut import grow_supervision, knn_edges
+from dgcn.graphcut import grow_supervision, knn_edges_batch
 
 # Training-time CRF at the feature grid: both sxy values divided by 12 (spec 2.5).
 TRAINING_CRF_PARAMS: Mapping[str, float] = {"scale": 1 / 12}
@@ -121,13 +121,14 @@ class SupervisionPool:
             raise ValueError(f"images_small must be ({batch}, {h}, {w}, 3) uint8, got {images_np.shape}")
         if len(classes) != batch:
             raise ValueError(f"classes must hold one array per image ({batch}), got {len(classes)}")
+        edges = knn_edges_batch(features, self.k)
         parts = []
         for b in range(batch):
             args = (
                 cues_np[b],
                 probs_np[b],
                 np.asarray(classes[b], dtype=np.int64),
-                knn_edges(features[b], self.k),
+                edges[b],
                 images_np[b],
                 self.threshold,
                 self.seed_capacity,

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from dgcn.cues import CueStore
 from dgcn.data.loading import load_stack, normalize
 from dgcn.data.palette import voc_palette
-from dgcn.graphcut import grow_supervision, knn_edges
+from dgcn.graphcut import grow_supervision, knn_edges_batch
 from dgcn.inference import predict, restrict_to_classes
 from dgcn.metrics import confusion_matrix, scores
 from dgcn.model_files import load_model
@@ -89,11 +89,11 @@ def _pseudo_labels(model: torch.nn.Module, train, cue_store: CueStore, indices: 
     prediction = predict(model, x, scales=config.scales, flip=config.flip, size=(grid, grid))
     present = torch.from_numpy(cue_store.image_labels[indices.start:indices.stop])
     probs = restrict_to_classes(prediction.probs, present)
+    edges = knn_edges_batch(prediction.features, k=config.knn_k)
     results = []
     for row, i in enumerate(indices):
         classes = np.flatnonzero(present[row].numpy())
-        edges = knn_edges(prediction.features[row], k=config.knn_k)
-        grown = grow_supervision(cue_store[i], probs[row].numpy(), classes, edges, threshold=config.threshold,
+        grown = grow_supervision(cue_store[i], probs[row].numpy(), classes, edges[row], threshold=config.threshold,
                                  seed_capacity=config.seed_capacity)
         size = tuple(train.sizes[i])
         both = torch.stack([torch.from_numpy(grown).float() + probs[row], probs[row]])

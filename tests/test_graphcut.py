@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dgcn.crf import dense_crf
-from dgcn.graphcut import grow_supervision, knn_edges
+from dgcn.graphcut import grow_supervision, knn_edges, knn_edges_batch
 from dgcn.losses import smoothed_softmax
 from dgcn.supervision import SupervisionPool
 
@@ -216,3 +216,24 @@ def test_knn_exact_when_reduced_precision_float32_matmul_is_enabled():
         torch.backends.mkldnn.matmul.fp32_precision = saved
     expected = reference_knn(features.reshape(3, -1).t().double().numpy(), 6)
     assert set(zip(src.tolist(), dst.tolist(), strict=True)) == expected
+
+
+def test_knn_batch_equals_per_image_knn_and_reference():
+    generator = torch.Generator().manual_seed(3)
+    random = torch.randn(3, 16, 6, 7, generator=generator)
+    rows, cols = torch.meshgrid(torch.arange(6.0), torch.arange(7.0), indexing="ij")
+    ties = torch.zeros(16, 6, 7)
+    ties[:3] = torch.stack([rows, cols, rows * 0.5]) + 3000.0  # equidistant grid points: many exact ties
+    features = torch.cat([random, ties[None]])
+    batched = knn_edges_batch(features, k=10)
+    assert len(batched) == 4
+    for image, (src, dst) in zip(features, batched, strict=True):
+        single_src, single_dst = knn_edges(image, k=10)
+        assert np.array_equal(src, single_src) and np.array_equal(dst, single_dst)
+        expected = reference_knn(image.reshape(16, -1).t().double().numpy(), 10)
+        assert set(zip(src.tolist(), dst.tolist(), strict=True)) == expected
+
+
+def test_knn_batch_rejects_a_single_image():
+    with pytest.raises(ValueError, match=r"\(B, D, h, w\)"):
+        knn_edges_batch(torch.zeros(3, 4, 4), k=2)

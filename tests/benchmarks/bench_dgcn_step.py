@@ -1,7 +1,9 @@
 """DGCN training step vs a plain cross-entropy step of the same model, batch and input.
 
 The DGCN step adds the kNN graph, the per-class graph cuts and the training-time dense CRF (in worker processes) and
-the seeding + constrain losses. Target: <= 1.3x the plain step. Run: python tests/benchmarks/bench_dgcn_step.py
+the seeding + constrain losses. Target: <= 1.3x the plain step. Two configurations: the embedded default (small net,
+96x96, batch 16) and the published network (DeepLab-v2 ResNet-101, 321x321, 21 classes; batch 4 to keep it short on a
+CPU). Run: python tests/benchmarks/bench_dgcn_step.py
 """
 
 from __future__ import annotations
@@ -11,23 +13,22 @@ import torch
 import torch.nn.functional as F
 from timing import best_time, verdict
 
-from dgcn.data.loading import normalize, resize_image
+from dgcn.data.loading import normalize, resize_image, resize_labels
 from dgcn.data.synthetic import render_scene
 from dgcn.losses import constrain_loss, seeding_loss, smoothed_softmax
 from dgcn.models.registry import build_segmenter
 from dgcn.supervision import SupervisionPool
 
-BATCH, SIZE, CLASSES, STEPS = 16, 96, 6, 5
 CRF = {"gaussian_sxy": 3.0, "gaussian_compat": 3.0, "bilateral_sxy": 80.0, "bilateral_srgb": 13.0,
        "bilateral_compat": 10.0, "iterations": 10, "scale": 1 / 12}
 
 
-def batch_inputs(rng: np.random.Generator, grid: int) -> tuple:
+def batch_inputs(rng: np.random.Generator, batch: int, size: int, grid: int, num_classes: int) -> tuple:
     """Synthetic scenes, their ground truth at the grid as dense labels, and cues on ~35% of the grid pixels."""
-    scenes = [render_scene(np.random.default_rng([0, 0, i]), SIZE) for i in range(BATCH)]
+    scenes = [render_scene(np.random.default_rng([0, 0, i]), size) for i in range(batch)]
     images = np.stack([image for image, _ in scenes])
-    labels = np.stack([labels[::SIZE // grid, ::SIZE // grid] for _, labels in scenes]).astype(np.int64)
-    cues = np.zeros((BATCH, CLASSES, grid, grid), np.uint8)
+    labels = np.stack([resize_labels(labels, (grid, grid)) for _, labels in scenes]).astype(np.int64)
+    cues = np.zeros((batch, num_classes, grid, grid), np.uint8)
     b, r, c = np.nonzero(rng.random(labels.shape) < 0.35)
     cues[b, labels[b, r, c], r, c] = 1
     classes = [np.unique(row) for row in labels]
@@ -35,12 +36,13 @@ def batch_inputs(rng: np.random.Generator, grid: int) -> tuple:
     return normalize(torch.from_numpy(images)), torch.from_numpy(labels), cues, classes, small
 
 
-def main() -> None:
+def measure(arch: str, num_classes: int, batch: int, size: int, steps: int, repeats: int) -> bool:
+    """Time both steps on the same model, batch and input; print the figures and the verdict."""
     torch.manual_seed(0)
-    model = build_segmenter("small", CLASSES)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    grid = SIZE // model.output_stride
-    x, labels, cues, classes, small = batch_inputs(np.random.default_rng(0), grid)
+    model = build_segmenter(arch, num_classes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    grid = -(-size // model.output_stride)
+    x, labels, cues, classes, small = batch_inputs(np.random.default_rng(0), batch, size, grid, num_classes)
 
     def plain_step() -> None:
         loss = F.cross_entropy(model(x).scores, labels)
@@ -61,13 +63,18 @@ def main() -> None:
             optimizer.step()
 
         dgcn_step()  # the workers' first task imports their libraries
-        plain = best_time(lambda: [plain_step() for _ in range(STEPS)]) / STEPS
-        dgcn = best_time(lambda: [dgcn_step() for _ in range(STEPS)]) / STEPS
-    print(f"batch {BATCH}, {SIZE}x{SIZE} input, {grid}x{grid} grid, {CLASSES} classes, "
+        plain = best_time(lambda: [plain_step() for _ in range(steps)], repeats) / steps
+        dgcn = best_time(lambda: [dgcn_step() for _ in range(steps)], repeats) / steps
+    print(f"{arch}: batch {batch}, {size}x{size} input, {grid}x{grid} grid, {num_classes} classes, "
           f"torch threads {torch.get_num_threads()}")
-    print(f"plain cross-entropy step: {1000 * plain:.1f} ms; DGCN step (kNN + graph cuts + CRF + losses): "
+    print(f"  plain cross-entropy step: {1000 * plain:.1f} ms; DGCN step (kNN + graph cuts + CRF + losses): "
           f"{1000 * dgcn:.1f} ms")
-    verdict("DGCN step / plain step", dgcn / plain, 1.3, at_least=False)
+    return verdict(f"  {arch} DGCN step / plain step", dgcn / plain, 1.3, at_least=False)
+
+
+def main() -> None:
+    measure("small", 6, batch=16, size=96, steps=5, repeats=5)
+    measure("deeplab_v2", 21, batch=4, size=321, steps=1, repeats=2)
 
 
 if __name__ == "__main__":
