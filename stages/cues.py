@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import typer
+from PIL import Image
 from tqdm import tqdm
 
 from dgcn.cam import cam_label_map, compute_cams
@@ -79,8 +80,6 @@ def _saliency(config: CuesParams, name: str, grid: int) -> np.ndarray | None:
     path = config.saliency_dir / f"{name}.png"
     if not path.is_file():
         raise FileNotFoundError(f"saliency map not found: {path} (cues.saliency_dir is set)")
-    from PIL import Image
-
     return np.asarray(Image.open(path).convert("L").resize((grid, grid), Image.BILINEAR), dtype=np.float32) / 255.0
 
 

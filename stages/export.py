@@ -19,7 +19,7 @@ from dgcn.inference import predict, restrict_to_classes
 from dgcn.metrics import confusion_matrix, scores
 from dgcn.model_files import load_model
 from dgcn.storage import LabelStoreWriter
-from stages.manifest import Manifest
+from stages.manifest import Manifest, Split
 from stages.params import GraphCutParams, load_section, param
 from stages.runtime import set_threads, summary, write_json
 
@@ -80,7 +80,7 @@ def main(
     summary("export", images=len(train.names), **metrics)
 
 
-def _pseudo_labels(model: torch.nn.Module, train, cue_store: CueStore, indices: range,
+def _pseudo_labels(model: torch.nn.Module, train: Split, cue_store: CueStore, indices: range,
                    config: ExportParams) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per image: (graph-cut pseudo-label, plain network argmax), both (H, W) uint8 at the image's own size."""
     names = [train.names[i] for i in indices]

@@ -22,7 +22,7 @@ from stages.runtime import checkpoint_path, seed_everything, set_threads, summar
 @dataclass
 class TrainDGCNParams(NetworkParams, GraphCutParams):
     init_from_classifier: bool = param(True)
-    epochs: int = param(6, range=(1, None))
+    epochs: int = param(10, range=(1, None))
     batch_size: int = param(16, range=(1, None))
     lr: float = param(0.01, range=(0.0, 1.0))
     momentum: float = param(0.9, range=(0.0, 1.0))
