@@ -14,13 +14,14 @@ from dgcn.data.loading import normalize
 def compute_cams(model: torch.nn.Module, images: np.ndarray, *, batch_size: int = 64, flip: bool = True) -> np.ndarray:
     """(N, S, S, 3) uint8 images -> (N, C-1, h, w) float32 ReLU'd CAMs at the classifier's grid (mirror-averaged)."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for start in tqdm(range(0, len(images), batch_size), desc="cams", leave=False):
-        x = normalize(torch.from_numpy(images[start:start + batch_size]))
+        x = normalize(torch.from_numpy(images[start:start + batch_size]).to(device))
         cams = model.cams(x)
         if flip:
             cams = 0.5 * (cams + model.cams(x.flip(-1)).flip(-1))
-        out.append(F.relu(cams).numpy())
+        out.append(F.relu(cams).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
 

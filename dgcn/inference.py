@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class Prediction:
-    """probs (B, C, H, W) float32 averaged softmax at the requested size; features (B, D, h, w) at scale 1."""
+    """probs (B, C, H, W) float32 averaged softmax at the requested size, on the CPU; features (B, D, h, w) at scale 1,
+    on the model's device (the kNN graph is built there)."""
 
     probs: torch.Tensor
     features: torch.Tensor
@@ -22,6 +23,7 @@ def predict(model: torch.nn.Module, x: torch.Tensor, *, scales: Sequence[float],
             size: tuple[int, int]) -> Prediction:
     """Average softmax over `scales` (of the input size) and, with `flip`, their mirror images, resized to `size`."""
     model.eval()
+    x = x.to(next(model.parameters()).device)
     height, width = x.shape[-2:]
     total = None
     features = None
@@ -39,7 +41,7 @@ def predict(model: torch.nn.Module, x: torch.Tensor, *, scales: Sequence[float],
         passes += 2 if flip else 1
         if scale == 1.0 or features is None:
             features = out.features[: len(x)]
-    return Prediction(probs=total / passes, features=features)
+    return Prediction(probs=(total / passes).cpu(), features=features)
 
 
 def restrict_to_classes(probs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

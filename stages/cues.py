@@ -19,7 +19,7 @@ from dgcn.models.registry import build_classifier
 from dgcn.training.supervised import train_classifier
 from stages.manifest import Manifest
 from stages.params import NetworkParams, load_section, param
-from stages.runtime import seed_everything, set_threads, summary, write_csv, write_json
+from stages.runtime import resolve_device, seed_everything, set_threads, summary, write_csv, write_json
 
 
 @dataclass
@@ -51,7 +51,7 @@ def main(
     labels = train.image_labels()
     images = load_stack(train.dataset.image, train.names, config.input_size, desc="train images")
     model = build_classifier(config.arch, len(manifest.class_names) - 1, pretrained=config.pretrained,
-                             **config.arch_options)
+                             **config.arch_options).to(resolve_device(config.device, "cues.device"))
     history = train_classifier(model, images, labels[:, 1:], epochs=config.epochs, batch_size=config.batch_size,
                                lr=config.lr, weight_decay=config.weight_decay, seed=config.seed)
     cams = compute_cams(model, images)

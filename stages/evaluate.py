@@ -19,12 +19,12 @@ from dgcn.model_files import load_model
 from dgcn.plots import plot_confusion, plot_gallery, plot_per_class_iou
 from dgcn.storage import LabelStore
 from stages.manifest import Manifest, Split
-from stages.params import load_section, param
-from stages.runtime import read_json, set_threads, summary, write_csv, write_json
+from stages.params import DeviceParams, load_section, param
+from stages.runtime import read_json, resolve_device, set_threads, summary, write_csv, write_json
 
 
 @dataclass
-class EvaluateParams:
+class EvaluateParams(DeviceParams):
     scales: list[float] = param([0.75, 1.0, 1.25], range=(0.25, 4.0))
     flip: bool = param(True)
     crf: bool = param(False)
@@ -46,7 +46,9 @@ def main(
     set_threads()
     stage_metrics = {stage: read_json(ARTIFACTS / stage / "metrics.json", f"metrics of stage {stage}")
                      for stage in set(SUMMARY_SOURCES.values())}
-    models = {role: load_model(ARTIFACTS / "retrain" / role / "model.pt", "segmenter") for role in ("pseudo", "gt")}
+    device = resolve_device(config.device, "evaluate.device")
+    models = {role: load_model(ARTIFACTS / "retrain" / role / "model.pt", "segmenter").to(device)
+              for role in ("pseudo", "gt")}
     results = {role: _evaluate(model, manifest.val, len(manifest.class_names), config)
                for role, model in models.items()}
     val, upper = scores(results["pseudo"][0]), scores(results["gt"][0])

@@ -20,12 +20,12 @@ from dgcn.metrics import confusion_matrix, scores
 from dgcn.model_files import load_model
 from dgcn.storage import LabelStoreWriter
 from stages.manifest import Manifest, Split
-from stages.params import GraphCutParams, load_section, param
-from stages.runtime import set_threads, summary, write_json
+from stages.params import DeviceParams, GraphCutParams, load_section, param
+from stages.runtime import resolve_device, set_threads, summary, write_json
 
 
 @dataclass
-class ExportParams(GraphCutParams):
+class ExportParams(GraphCutParams, DeviceParams):
     input_size: int = param(96, range=(32, 1024))
     scales: list[float] = param([0.75, 1.0, 1.25], range=(0.25, 4.0))
     flip: bool = param(True)
@@ -45,7 +45,7 @@ def main(
     config = load_section(params, "export", ExportParams)
     manifest = Manifest.load()
     set_threads()
-    model = load_model(MODEL, "segmenter")
+    model = load_model(MODEL, "segmenter").to(resolve_device(config.device, "export.device"))
     cue_store = CueStore(CUES)
     train = manifest.train
     if list(cue_store.names) != train.names:

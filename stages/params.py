@@ -112,7 +112,14 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 
 
 @dataclass
-class NetworkParams:
+class DeviceParams:
+    """Where the network runs: "cpu" (byte-identical artifacts), "cuda", "cuda:N", or "auto" (cuda when present)."""
+
+    device: str = param("cpu")
+
+
+@dataclass
+class NetworkParams(DeviceParams):
     """Which network a training stage builds, and the size its inputs are resized to."""
 
     arch: str = param("small")

@@ -16,7 +16,7 @@ from dgcn.storage import LabelStore
 from dgcn.training.supervised import train_segmenter
 from stages.manifest import Manifest
 from stages.params import NetworkParams, load_section, param
-from stages.runtime import checkpoint_path, seed_everything, set_threads, summary, write_csv, write_json
+from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
 
 
 class LabelSource(StrEnum):
@@ -58,7 +58,8 @@ def main(
         load_labels, inputs = train.dataset.mask, [manifest.root / "SegmentationClassAug"]
     images = load_stack(train.dataset.image, train.names, config.input_size, desc="train images")
     targets = load_stack(load_labels, train.names, config.input_size, labels=True, desc="train labels")
-    model = build_segmenter(config.arch, len(manifest.class_names), pretrained=config.pretrained, **config.arch_options)
+    model = build_segmenter(config.arch, len(manifest.class_names), pretrained=config.pretrained,
+                            **config.arch_options).to(resolve_device(config.device, "retrain.device"))
     checkpoint = checkpoint_path(f"retrain_{labels.value}", config,
                                  [Path("artifacts/prepare/manifest.json"), *inputs])
     history = train_segmenter(model, images, targets, epochs=config.epochs, batch_size=config.batch_size,

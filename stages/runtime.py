@@ -33,6 +33,19 @@ def set_threads() -> None:
         torch.set_num_threads(os.cpu_count() or 1)
 
 
+def resolve_device(name: str, where: str) -> torch.device:
+    """The torch device a stage's `device` param names; a clear error naming the param when CUDA is missing."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"{where}: unknown device {name!r} (cpu, cuda, cuda:N or auto)") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{where}: {name!r} requested but no CUDA device is available (use cpu or auto)")
+    return device
+
+
 def write_json(path: Path, payload: Any) -> None:
     """Write `payload` as stable, sorted JSON through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)

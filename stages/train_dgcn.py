@@ -16,7 +16,7 @@ from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
 from stages.manifest import Manifest
 from stages.params import DenseCRFParams, GraphCutParams, NetworkParams, load_section, param
-from stages.runtime import checkpoint_path, seed_everything, set_threads, summary, write_csv, write_json
+from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
 
 
 @dataclass
@@ -56,6 +56,7 @@ def main(
     model = build_segmenter(config.arch, len(manifest.class_names), pretrained=config.pretrained, **config.arch_options)
     if config.init_from_classifier:
         model.load_trunk_from(load_model(CLASSIFIER, "classifier"))
+    model.to(resolve_device(config.device, "train_dgcn.device"))
     cues = np.stack(list(cue_store))
     grid = cues.shape[-1]
     images = load_stack(train.dataset.image, train.names, config.input_size, desc="train images")

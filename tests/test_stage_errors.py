@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
 from stages.app import app
+from stages.runtime import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,3 +75,12 @@ def test_wrong_zarr_layout_is_named_and_leaves_no_output(workdir: Path) -> None:
     code, output = invoke("crf")
     assert code == 1 and "pseudo_labels.zarr" in output
     assert not (workdir / "artifacts/crf").exists()
+
+
+def test_missing_cuda_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"train_dgcn\.device: 'cuda' requested but no CUDA device is available"):
+        resolve_device("cuda", "train_dgcn.device")
+    with pytest.raises(ValueError, match=r"cues\.device: unknown device 'tpu'"):
+        resolve_device("tpu", "cues.device")
+    assert resolve_device("auto", "x").type == "cpu"

@@ -22,11 +22,11 @@ def test_all_stages_run_on_real_voc_photos(tmp_path: Path, monkeypatch: pytest.M
     params["prepare"]["root"] = str(VOC_MINI)
     for stage in ("cues", "train_dgcn", "retrain"):
         params[stage].update(arch="small", arch_options={"width": 8}, pretrained=None, input_size=64, epochs=1,
-                             batch_size=3)
+                             batch_size=3, device="cpu")
     params["train_dgcn"].update(workers=0, warmup_iters=1, init_from_classifier=True)
-    params["export"].update(input_size=64, batch_size=2, shard_images=2)
+    params["export"].update(input_size=64, batch_size=2, shard_images=2, device="cpu")
     params["crf"].update(workers=0, iterations=2)
-    params["evaluate"].update(crf=True, gallery_train=1, gallery_val=1)
+    params["evaluate"].update(crf=True, gallery_train=1, gallery_val=1, device="cpu")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
     for command in (["prepare"], ["cues"], ["train-dgcn"], ["export"], ["crf"], ["retrain", "--labels", "pseudo"],

@@ -36,7 +36,8 @@ def train_dgcn(model: torch.nn.Module, images: np.ndarray, grid_images: np.ndarr
 
     images (N, S, S, 3) uint8 network inputs; grid_images (N, h, w, 3) uint8 the same images at the output grid (for
     the CRF); cues (N, C, h, w) uint8; image_labels (N, C) uint8 with background set. Each step cuts, per image and
-    present class, a graph on the detached features, and fits the network to the grown supervision.
+    present class, a graph on the detached features, and fits the network to the grown supervision. Runs on the
+    model's device; the cuts and CRFs run on the CPU workers of `pool`.
     """
     optimizer = torch.optim.SGD([
         {"params": list(model.backbone_parameters()), "lr": schedule.lr},
@@ -48,9 +49,10 @@ def train_dgcn(model: torch.nn.Module, images: np.ndarray, grid_images: np.ndarr
         decay_every_epochs=schedule.decay_every_epochs, gamma=schedule.decay_gamma))
     images_t, grid_t, cues_t = torch.from_numpy(images), torch.from_numpy(grid_images), torch.from_numpy(cues)
     classes = [np.flatnonzero(row) for row in image_labels]
+    device = next(model.parameters()).device
 
     def step(indices: np.ndarray, flips: np.ndarray) -> dict[str, float]:
-        out = model(mirror(normalize(images_t[indices]), flips))
+        out = model(mirror(normalize(images_t[indices].to(device)), flips))
         probs = smoothed_softmax(out.scores)
         pending = pool.submit(out.features.detach(), probs.detach(), mirror(cues_t[indices], flips).numpy(),
                               [classes[i] for i in indices], mirror(grid_t[indices], flips, dim=2).numpy())

@@ -88,6 +88,6 @@ def mirror(x: torch.Tensor, flips: np.ndarray, dim: int = -1) -> torch.Tensor:
     if not flips.any():
         return x
     out = x.clone()
-    selected = torch.from_numpy(np.flatnonzero(flips))
+    selected = torch.from_numpy(np.flatnonzero(flips)).to(x.device)
     out[selected] = torch.flip(x[selected], dims=[dim])
     return out

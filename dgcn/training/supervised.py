@@ -40,15 +40,17 @@ def train_segmenter(model: torch.nn.Module, images: np.ndarray, labels: np.ndarr
 def _train(model: torch.nn.Module, images: np.ndarray, targets: torch.Tensor, loss: Loss, *, mirror_targets: bool,
            desc: str, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
            checkpoint: Path | None = None) -> TrainingLog:
-    """AdamW with a one-cycle schedule over `epochs`; mirrored samples mirror their dense targets too."""
+    """AdamW, one-cycle schedule, on the model's device; mirrored samples mirror their dense targets too."""
     images_t = torch.from_numpy(images)
+    device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * max(1, len(images) // min(batch_size, len(images)))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
 
     def step(indices: np.ndarray, flips: np.ndarray) -> dict[str, float]:
-        target = mirror(targets[indices], flips) if mirror_targets else targets[indices]
-        value = loss(mirror(normalize(images_t[indices]), flips), target)
+        target = targets[indices].to(device)
+        target = mirror(target, flips) if mirror_targets else target
+        value = loss(mirror(normalize(images_t[indices].to(device)), flips), target)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
