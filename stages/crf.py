@@ -35,8 +35,7 @@ def main(
     manifest = Manifest.load()
     pseudo = LabelStore(PSEUDO_LABELS)
     train = manifest.train
-    if list(pseudo.names) != train.names:
-        raise ValueError(f"{PSEUDO_LABELS} does not hold the manifest's training images; rerun the export stage")
+    train.check_store(pseudo.names, PSEUDO_LABELS, "export")
     num_classes = len(manifest.class_names)
 
     images = (train.dataset.image(name) for name in train.names)
@@ -44,7 +43,7 @@ def main(
                for i in range(len(train.names)))
     refined = iter_dense_crf(images, unaries, workers=config.workers, **config.kernels())
     conf = np.zeros((num_classes, num_classes), dtype=np.int64)
-    scored = all(train.dataset.has_mask(name) for name in train.names)
+    scored = train.has_masks()
     out.mkdir(parents=True, exist_ok=True)
     with LabelStoreWriter(out / "crf_labels.zarr", train.names, train.sizes, list(pseudo.class_names),
                           pseudo.palette, shard_images=pseudo.shard_images) as writer:

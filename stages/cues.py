@@ -99,7 +99,7 @@ def _published_cues(config: CuesParams, names: list[str], num_classes: int, grid
 def _score(manifest: Manifest, cams: np.ndarray, cues: np.ndarray, cam_background: float) -> dict:
     """Cue precision/coverage and cues_miou on the grid; the plain-CAM baseline mIoU at full resolution."""
     train, num_classes, grid = manifest.train, len(manifest.class_names), cues.shape[-1]
-    if not all(train.dataset.has_mask(name) for name in train.names):
+    if not train.has_masks():
         return {}
     cue_conf = np.zeros((num_classes, num_classes), dtype=np.int64)
     cam_conf = np.zeros_like(cue_conf)

@@ -48,12 +48,11 @@ def main(
     model = load_model(MODEL, "segmenter").to(resolve_device(config.device, "export.device"))
     cue_store = CueStore(CUES)
     train = manifest.train
-    if list(cue_store.names) != train.names:
-        raise ValueError(f"{CUES} does not hold the manifest's training images; rerun the cues stage")
+    train.check_store(cue_store.names, CUES, "cues")
     num_classes = len(manifest.class_names)
     pseudo_conf = np.zeros((num_classes, num_classes), dtype=np.int64)
     network_conf = np.zeros_like(pseudo_conf)
-    scored = all(train.dataset.has_mask(name) for name in train.names)
+    scored = train.has_masks()
     out.mkdir(parents=True, exist_ok=True)
     palette = voc_palette()[:num_classes].tolist()
     with LabelStoreWriter(out / "pseudo_labels.zarr", train.names, train.sizes, list(manifest.class_names), palette,
@@ -85,8 +84,7 @@ def _pseudo_labels(model: torch.nn.Module, train: Split, cue_store: CueStore, in
     """Per image: (graph-cut pseudo-label, plain network argmax), both (H, W) uint8 at the image's own size."""
     names = [train.names[i] for i in indices]
     x = normalize(torch.from_numpy(load_stack(train.dataset.image, names, config.input_size, desc="batch")))
-    grid = cue_store[indices[0]].shape[-1]
-    prediction = predict(model, x, scales=config.scales, flip=config.flip, size=(grid, grid))
+    prediction = predict(model, x, scales=config.scales, flip=config.flip, size=(cue_store.grid, cue_store.grid))
     present = torch.from_numpy(cue_store.image_labels[indices.start:indices.stop])
     probs = restrict_to_classes(prediction.probs, present)
     edges = knn_edges_batch(prediction.features, k=config.knn_k)

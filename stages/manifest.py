@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,15 @@ class Split:
     names: list[str]
     sizes: list[tuple[int, int]]
     classes: list[list[int]]
+
+    def has_masks(self) -> bool:
+        """Whether every image has a ground-truth mask, so the stage's output can be scored."""
+        return all(self.dataset.has_mask(name) for name in self.names)
+
+    def check_store(self, store_names: Sequence[str], path: Path, stage: str) -> None:
+        """An upstream store must hold exactly this split's images, in order; else name the stage to rerun."""
+        if list(store_names) != self.names:
+            raise ValueError(f"{path} does not hold the manifest's training images; rerun the {stage} stage")
 
     def image_labels(self) -> np.ndarray:
         """(N, C) uint8 image-level labels, background (0) always set."""

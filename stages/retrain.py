@@ -51,8 +51,7 @@ def main(
     seed_everything(config.seed)
     if labels is LabelSource.pseudo:
         store = LabelStore(CRF_LABELS)
-        if list(store.names) != train.names:
-            raise ValueError(f"{CRF_LABELS} does not hold the manifest's training images; rerun the crf stage")
+        train.check_store(store.names, CRF_LABELS, "crf")
         load_labels, inputs = (lambda name: store[store.index(name)]), [CRF_LABELS]
     else:
         load_labels, inputs = train.dataset.mask, [manifest.root / "SegmentationClassAug"]

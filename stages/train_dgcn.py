@@ -51,8 +51,7 @@ def main(
     set_threads()
     seed_everything(config.seed)
     train = manifest.train
-    if list(cue_store.names) != train.names:
-        raise ValueError(f"{CUES} does not hold the manifest's training images; rerun the cues stage")
+    train.check_store(cue_store.names, CUES, "cues")
     model = build_segmenter(config.arch, len(manifest.class_names), pretrained=config.pretrained, **config.arch_options)
     if config.init_from_classifier:
         model.load_trunk_from(load_model(CLASSIFIER, "classifier"))
