@@ -8,8 +8,10 @@ import maxflow
 import numpy as np
 import torch
 
-# Pairs whose exact distances are computed per batch; bounds the (pairs, D) float64 difference buffer.
-_EXACT_CHUNK = 1024
+# Column blocks whose minima bound each row's k-th score (at least k are used).
+_COLUMN_BLOCKS = 32
+# Elements of the (pairs, D) float64 difference buffer of one chunk of exact distances (2 MiB: reused, cache-sized).
+_EXACT_ELEMENTS = 1 << 18
 # Floor for P and 1 - P inside -log10: smaller than any smoothed probability (>= ~1e-7 / (1 + C * 1e-7)), so it only
 # acts on exact 0 or 1 and keeps the terminal capacities finite.
 _PROB_FLOOR = np.float32(1e-8)
@@ -32,11 +34,14 @@ def knn_edges(features: torch.Tensor, k: int = 10) -> tuple[np.ndarray, np.ndarr
 def knn_edges_batch(features: torch.Tensor, k: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
     """`knn_edges` of every image of a batch, in one pass of batched tensor operations: (B, D, h, w) -> B pairs.
 
-    Exactness: the |a|^2 + |b|^2 - 2ab expansion is fast but rounds. With B a rigorous bound on its error, a pair whose
-    expanded distance is below (row's expanded k-th value - 2B) is certainly a neighbour; pairs within 2B of that k-th
-    value are re-measured as sum((a - b)^2) in float64 and the rule is applied to those values. That distance is
-    symmetric, exactly 0 on the diagonal and equal for truly equidistant small-integer/dyadic features, so ties are
-    found exactly. The expansion runs in float64 when TF32/bf16 float32 matmuls are enabled (the bound needs IEEE).
+    Exactness: rows are ranked by the score |b|^2 - 2ab (the distance less the row's constant |a|^2), fast but
+    rounded. With B a rigorous bound on its error, a pair scoring below (row's k-th score - 2B) is certainly a
+    neighbour; pairs within 2B of that k-th score are re-measured as sum((a - b)^2) in float64 and the rule is applied
+    to those values. That distance is symmetric, exactly 0 on the diagonal and equal for truly equidistant
+    small-integer/dyadic features, so ties are found exactly. The scores run in float64 when TF32/bf16 float32 matmuls
+    are enabled (the bound needs IEEE).
+    Speed: no full sort or top-k of the n x n scores; the k-th smallest of strided column-block minima bounds each
+    row's k-th score from above, and only the few scores under that bound are gathered and ranked.
     """
     if not isinstance(features, torch.Tensor) or features.ndim != 4:
         raise ValueError(f"features must be a (B, D, h, w) tensor, got {getattr(features, 'shape', type(features))}")
@@ -49,26 +54,61 @@ def knn_edges_batch(features: torch.Tensor, k: int = 10) -> list[tuple[np.ndarra
     with torch.no_grad():
         points = features.detach().reshape(batch, dim, n).transpose(1, 2)
         wide = points.dtype == torch.float64 or not _ieee_float32_matmul(points.device)
+        # Exact copies of the features (float32 or wider), contiguous per node.
         fast = points.to(torch.float64 if wide else torch.float32).contiguous()
         norms = (fast * fast).sum(dim=2)
-        approx = norms[:, :, None] + norms[:, None, :] - 2.0 * torch.bmm(fast, fast.transpose(1, 2))
-        kth_approx = torch.topk(approx, k, dim=2, largest=False, sorted=True).values[..., -1]
-        # |expanded - exact| <= (D + 2) * eps * (|a|^2 + |b|^2) for dot products and norms accumulated in this dtype.
+        scores = _padded_scores(fast, norms, blocks=max(k, _COLUMN_BLOCKS))
+        m = scores.shape[2]
+        ceiling = _kth_block_minimum(scores, k, blocks=max(k, _COLUMN_BLOCKS))
+        # |score - exact score| <= (D + 2) * eps * (|a|^2 + |b|^2) for dot products and norms in this dtype.
         bound = (dim + 2) * torch.finfo(fast.dtype).eps * (norms + norms.amax(dim=1, keepdim=True))
-        images, rows, cols = torch.nonzero(approx <= (kth_approx + 2.0 * bound)[..., None], as_tuple=True)
-        band = approx[images, rows, cols] >= (kth_approx - 2.0 * bound)[images, rows]
-        del approx
-        # Nodes numbered across the batch (image * n + node): one ragged k-th value per node of every image.
-        first, second = images * n + rows, images * n + cols
+        # Flat positions in the (B, n, m) scores; nodes numbered across the batch (image * n + node), so each node of
+        # every image gets one ragged k-th value.
+        flat = torch.nonzero((scores <= (ceiling + 2.0 * bound)[..., None]).view(-1)).squeeze(1)
+        values = scores.view(-1)[flat]
+        del scores
+        first, cols = flat // m, flat % m
+        images, rows = first // n, first % n
+        second = images * n + cols
+        kth = _row_kth(values, first, batch * n, k)[first]
+        margin = 2.0 * bound.view(-1)[first]
+        near = torch.nonzero(values <= kth + margin).squeeze(1)
+        band = (values >= kth - margin)[near]
+        images, rows, cols, first, second = (t[near] for t in (images, rows, cols, first, second))
+        # A row with one pair in the band has k - 1 certain neighbours below it, so that pair is its k-th: certain too.
+        band &= torch.bincount(first[band], minlength=batch * n)[first] > 1
         # Certain neighbours stand in as -inf: below every re-measured value, they still count towards the k.
         distances = torch.full(rows.shape, float("-inf"), dtype=torch.float64, device=rows.device)
-        distances[band] = _pair_distances(points.reshape(batch * n, dim).to(torch.float64), first[band], second[band])
+        distances[band] = _pair_distances(fast.view(batch * n, dim), first[band], second[band])
         keep = (distances <= _row_kth(distances, first, batch * n, k)[first]) & (rows != cols)
         counts = torch.bincount(images[keep], minlength=batch).tolist()
         src = rows[keep].cpu().numpy().astype(np.int64)
         dst = cols[keep].cpu().numpy().astype(np.int64)
     splits = np.cumsum(counts)[:-1]
     return list(zip(np.split(src, splits), np.split(dst, splits), strict=True))
+
+
+def _padded_scores(points: torch.Tensor, norms: torch.Tensor, blocks: int) -> torch.Tensor:
+    """(B, n, m) scores |b|^2 - 2ab of every row point a against every column point b, m = n rounded up to a multiple
+    of `blocks`; the padding columns score +inf (zero points of infinite norm), so they never rank."""
+    batch, n, dim = points.shape
+    pad = -n % blocks
+    if pad:
+        points_t = torch.cat([points, points.new_zeros(batch, pad, dim)], dim=1).transpose(1, 2)
+        norms = torch.cat([norms, norms.new_full((batch, pad), float("inf"))], dim=1)
+    else:
+        points_t = points.transpose(1, 2)
+    return torch.baddbmm(norms[:, None, :], points, points_t, alpha=-2.0)
+
+
+def _kth_block_minimum(scores: torch.Tensor, k: int, blocks: int) -> torch.Tensor:
+    """(B, n) upper bound of each row's k-th smallest score: the k-th smallest of the minima of `blocks` strided
+    column blocks (column j in block j mod blocks). Those minima are k distinct entries of the row, so their k-th
+    smallest is >= the row's; striding puts a node's grid neighbours, usually its nearest, in different blocks.
+    """
+    batch, n, m = scores.shape
+    minima = scores.reshape(batch, n, m // blocks, blocks).amin(dim=2)
+    return torch.kthvalue(minima, k, dim=2).values
 
 
 def _ieee_float32_matmul(device: torch.device) -> bool:
@@ -78,12 +118,13 @@ def _ieee_float32_matmul(device: torch.device) -> bool:
 
 
 def _pair_distances(points: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """(P,) float64 sum((points[rows] - points[cols])^2), computed in chunks to bound memory."""
-    parts = [
-        (points[rows[start : start + _EXACT_CHUNK]] - points[cols[start : start + _EXACT_CHUNK]]).square().sum(dim=1)
-        for start in range(0, rows.numel(), _EXACT_CHUNK)
-    ]
-    return torch.cat(parts)
+    """(P,) float64 sum((points[rows] - points[cols])^2), computed in float64 in chunks to bound memory."""
+    chunk = max(1, _EXACT_ELEMENTS // points.shape[1])
+    parts = []
+    for start in range(0, rows.numel(), chunk):
+        difference = points[rows[start : start + chunk]].double() - points[cols[start : start + chunk]].double()
+        parts.append(difference.square_().sum(dim=1))
+    return torch.cat(parts) if parts else points.new_zeros(0, dtype=torch.float64)
 
 
 def _row_kth(values: torch.Tensor, rows: torch.Tensor, n: int, k: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ than one), so threads could not overlap them with each other or with the trainin
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 
@@ -17,38 +17,48 @@ import torch
 from dgcn.crf import dense_crf
 from dgcn.graphcut import grow_supervision, knn_edges_batch
 
+# Work items per worker and batch, for each of the two kinds (CRFs, graph cuts): enough to balance uneven images,
+# few enough that inter-process overhead stays small.
+_CHUNKS_PER_WORKER = 2
 # Training-time CRF at the feature grid: both sxy values divided by 12 (spec 2.5).
 TRAINING_CRF_PARAMS: Mapping[str, float] = {"scale": 1 / 12}
 
 
-def supervise_image(
+def grow_images(
     cues: np.ndarray,
     probs: np.ndarray,
-    classes: np.ndarray,
-    edges: tuple[np.ndarray, np.ndarray],
-    image: np.ndarray,
+    classes: Sequence[np.ndarray],
+    edges: Sequence[tuple[np.ndarray, np.ndarray]],
     threshold: float,
     seed_capacity: float,
-    crf_params: Mapping[str, float],
-) -> tuple[np.ndarray, np.ndarray]:
-    """One image's targets: ((C, h, w) uint8 grow_supervision, (C, h, w) float32 dense_crf of probs on image)."""
-    supervision = grow_supervision(cues, probs, classes, edges, threshold=threshold, seed_capacity=seed_capacity)
-    return supervision, dense_crf(image, probs, **crf_params)
+) -> np.ndarray:
+    """grow_supervision of each image of a chunk: (b, C, h, w) cues and probs -> (b, C, h, w) uint8 supervision."""
+    return np.stack([
+        grow_supervision(*image, threshold=threshold, seed_capacity=seed_capacity)
+        for image in zip(cues, probs, classes, edges, strict=True)
+    ])
+
+
+def crf_images(images: np.ndarray, probs: np.ndarray, crf_params: Mapping[str, float]) -> np.ndarray:
+    """dense_crf of each image of a chunk: (b, h, w, 3) uint8 and (b, C, h, w) probs -> (b, C, h, w) float32."""
+    pairs = zip(images, probs, strict=True)
+    return np.stack([dense_crf(image, image_probs, **crf_params) for image, image_probs in pairs])
 
 
 class SupervisionFuture:
-    """Pending targets of one batch; result() stacks the per-image results in batch order."""
+    """Pending targets of one batch, computed in chunks of images; result() joins the chunks in batch order."""
 
-    def __init__(self, parts: list[Future[tuple[np.ndarray, np.ndarray]]]) -> None:
-        self._parts = parts
+    def __init__(self, supervision: list[Future[np.ndarray]], crf_probs: list[Future[np.ndarray]]) -> None:
+        self._supervision = supervision
+        self._crf_probs = crf_probs
 
     def done(self) -> bool:
-        return all(part.done() for part in self._parts)
+        return all(part.done() for part in self._supervision + self._crf_probs)
 
     def result(self, timeout: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """((B, C, h, w) uint8 supervision, (B, C, h, w) float32 crf_probs); re-raises a worker's exception."""
-        results = [part.result(timeout) for part in self._parts]
-        return np.stack([r[0] for r in results]), np.stack([r[1] for r in results])
+        return (np.concatenate([part.result(timeout) for part in self._supervision]),
+                np.concatenate([part.result(timeout) for part in self._crf_probs]))
 
 
 class SupervisionPool:
@@ -121,26 +131,25 @@ class SupervisionPool:
             raise ValueError(f"images_small must be ({batch}, {h}, {w}, 3) uint8, got {images_np.shape}")
         if len(classes) != batch:
             raise ValueError(f"classes must hold one array per image ({batch}), got {len(classes)}")
+        # CRFs need no graph: queue them first, so the workers run them while the kNN graphs are built here.
+        chunks = np.array_split(np.arange(batch), min(batch, max(1, self.workers) * _CHUNKS_PER_WORKER))
+        crf_probs = [self._run(crf_images, images_np[chunk], probs_np[chunk], self.crf_params) for chunk in chunks]
         edges = knn_edges_batch(features, self.k)
-        parts = []
-        for b in range(batch):
-            args = (
-                cues_np[b],
-                probs_np[b],
-                np.asarray(classes[b], dtype=np.int64),
-                edges[b],
-                images_np[b],
-                self.threshold,
-                self.seed_capacity,
-                self.crf_params,
-            )
-            if self._executor is None:
-                part: Future[tuple[np.ndarray, np.ndarray]] = Future()
-                part.set_result(supervise_image(*args))
-            else:
-                part = self._executor.submit(supervise_image, *args)
-            parts.append(part)
-        return SupervisionFuture(parts)
+        supervision = [
+            self._run(grow_images, cues_np[chunk], probs_np[chunk],
+                      [np.asarray(classes[b], dtype=np.int64) for b in chunk], [edges[b] for b in chunk],
+                      self.threshold, self.seed_capacity)
+            for chunk in chunks
+        ]
+        return SupervisionFuture(supervision, crf_probs)
+
+    def _run(self, function: Callable[..., np.ndarray], *args: object) -> Future[np.ndarray]:
+        """function(*args) on a worker, or now in this process when workers=0."""
+        if self._executor is not None:
+            return self._executor.submit(function, *args)
+        done: Future[np.ndarray] = Future()
+        done.set_result(function(*args))
+        return done
 
 
 def _host_copy(values: torch.Tensor | np.ndarray, dtype: type[np.generic]) -> np.ndarray:

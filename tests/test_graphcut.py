@@ -87,6 +87,31 @@ def test_knn_random_features_match_reference_and_order():
     assert np.array_equal(order, np.arange(len(src)))
 
 
+@pytest.mark.parametrize("shape", [(24, 24), (41, 41), (5, 3)])
+def test_knn_matches_reference_on_smooth_quantised_and_constant_features(shape):
+    # Smooth features (grid neighbours nearest, as from a trained network) on a dyadic grid (many exact ties), and
+    # constant features (every pair tied): grid sizes with and without padding to whole column blocks.
+    generator = torch.Generator().manual_seed(1)
+    smooth = torch.randn(4, *shape, generator=generator).cumsum(1).cumsum(2)
+    smooth = torch.round(smooth * 4) / 4
+    constant = torch.full((4, *shape), 7.0)
+    for features in (smooth, constant):
+        src, dst = knn_edges(features, k=10)
+        expected = reference_knn(features.reshape(4, -1).t().double().numpy(), 10)
+        assert set(zip(src.tolist(), dst.tolist(), strict=True)) == expected
+        assert len(src) == len(expected)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_knn_pairs_within_rounding_of_the_kth_are_re_measured(k):
+    # Gaps 1, 2, 3, ... at offset 3000 in float32: the expansion's error bound spans several distinct distances, so a
+    # row's band holds a few pairs of which only the truly nearest may be kept.
+    line = (torch.tensor([0, 1, 3, 6, 10, 15, 21, 28], dtype=torch.float32) + 3000.0).reshape(1, 1, 8)
+    src, dst = knn_edges(line, k=k)
+    expected = reference_knn(line.reshape(1, -1).t().double().numpy(), k)
+    assert set(zip(src.tolist(), dst.tolist(), strict=True)) == expected
+
+
 def test_knn_rejects_bad_k():
     with pytest.raises(ValueError, match="k must be"):
         knn_edges(torch.zeros(3, 2, 2), k=5)

@@ -95,13 +95,13 @@ def test_shape_mismatch_raises():
 def test_pool_copies_probs_so_gradients_stay_correct(monkeypatch):
     # Simulate the published CRF layer, which floors probabilities in place: through a .numpy() view of the autograd
     # tensor that would corrupt the saved tensors of the backward pass.
-    original = supervision.supervise_image
+    original = supervision.crf_images
 
-    def clamping_supervise_image(cues, probs, *args):
+    def clamping_crf_images(images, probs, *args):
         probs[probs < 1e-4] = 1e-4
-        return original(cues, probs, *args)
+        return original(images, probs, *args)
 
-    monkeypatch.setattr(supervision, "supervise_image", clamping_supervise_image)
+    monkeypatch.setattr(supervision, "crf_images", clamping_crf_images)
     scores = torch.zeros(1, 3, 4, 4)
     scores[0, 0] = 30.0
     scores.requires_grad_(True)

@@ -8,6 +8,8 @@ CPU). Run: python tests/benchmarks/bench_dgcn_step.py
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -15,9 +17,10 @@ from timing import best_time, verdict
 
 from dgcn.data.loading import normalize, resize_image, resize_labels
 from dgcn.data.synthetic import render_scene
+from dgcn.graphcut import knn_edges_batch
 from dgcn.losses import constrain_loss, seeding_loss, smoothed_softmax
 from dgcn.models.registry import build_segmenter
-from dgcn.supervision import SupervisionPool
+from dgcn.supervision import SupervisionPool, crf_images, grow_images
 
 CRF = {"gaussian_sxy": 3.0, "gaussian_compat": 3.0, "bilateral_sxy": 80.0, "bilateral_srgb": 13.0,
        "bilateral_compat": 10.0, "iterations": 10, "scale": 1 / 12}
@@ -34,6 +37,21 @@ def batch_inputs(rng: np.random.Generator, batch: int, size: int, grid: int, num
     classes = [np.unique(row) for row in labels]
     small = np.stack([resize_image(image, (grid, grid)) for image in images])
     return normalize(torch.from_numpy(images)), torch.from_numpy(labels), cues, classes, small
+
+
+def supervision_work(model: torch.nn.Module, x: torch.Tensor, cues: np.ndarray, classes: list, small: np.ndarray,
+                     repeats: int) -> dict[str, float]:
+    """Wall seconds of each part of one batch's supervision run in this process (kNN graphs on the torch threads, cuts
+    and CRFs on one core): together a lower bound on the core-seconds the supervision needs."""
+    with torch.no_grad():
+        out = model(x)
+    probs = smoothed_softmax(out.scores).numpy()
+    edges = knn_edges_batch(out.features, 10)
+    return {
+        "knn": best_time(lambda: knn_edges_batch(out.features, 10), repeats),
+        "cuts": best_time(lambda: grow_images(cues, probs, classes, edges, 0.7, 10.0), repeats),
+        "crf": best_time(lambda: crf_images(small, probs, CRF), repeats),
+    }
 
 
 def measure(arch: str, num_classes: int, batch: int, size: int, steps: int, repeats: int) -> bool:
@@ -65,10 +83,16 @@ def measure(arch: str, num_classes: int, batch: int, size: int, steps: int, repe
         dgcn_step()  # the workers' first task imports their libraries
         plain = best_time(lambda: [plain_step() for _ in range(steps)], repeats) / steps
         dgcn = best_time(lambda: [dgcn_step() for _ in range(steps)], repeats) / steps
+    work = supervision_work(model, x, cues, classes, small, repeats)
+    cores = len(os.sched_getaffinity(0))
     print(f"{arch}: batch {batch}, {size}x{size} input, {grid}x{grid} grid, {num_classes} classes, "
-          f"torch threads {torch.get_num_threads()}")
+          f"torch threads {torch.get_num_threads()}, {cores} cores")
     print(f"  plain cross-entropy step: {1000 * plain:.1f} ms; DGCN step (kNN + graph cuts + CRF + losses): "
           f"{1000 * dgcn:.1f} ms")
+    total = sum(work.values())
+    print(f"  supervision work per batch, in this process: kNN {1000 * work['knn']:.1f} ms, graph cuts "
+          f"{1000 * work['cuts']:.1f} ms, CRFs {1000 * work['crf']:.1f} ms; at least {1000 * total:.1f} core-ms "
+          f"that the network must wait for, so no schedule on {cores} cores beats {1 + total / cores / plain:.2f}x")
     return verdict(f"  {arch} DGCN step / plain step", dgcn / plain, 1.3, at_least=False)
 
 
