@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from dgcn.crf import iter_dense_crf, labels_to_probs
 from dgcn.metrics import confusion_matrix, scores
-from dgcn.storage import LabelStore, LabelStoreWriter
+from dgcn.storage import LabelStore, LabelStoreWriter, staged_directory
 from stages.manifest import Manifest
 from stages.params import DenseCRFParams, load_section, param
 from stages.runtime import summary, write_json
@@ -44,9 +44,9 @@ def main(
     refined = iter_dense_crf(images, unaries, workers=config.workers, **config.kernels())
     conf = np.zeros((num_classes, num_classes), dtype=np.int64)
     scored = train.has_masks()
-    out.mkdir(parents=True, exist_ok=True)
-    with LabelStoreWriter(out / "crf_labels.zarr", train.names, train.sizes, list(pseudo.class_names),
-                          pseudo.palette, shard_images=pseudo.shard_images) as writer:
+    with (staged_directory(out) as folder,
+          LabelStoreWriter(folder / "crf_labels.zarr", train.names, train.sizes, list(pseudo.class_names),
+                           pseudo.palette, shard_images=pseudo.shard_images) as writer):
         shard: list[np.ndarray] = []
         for i, q in enumerate(tqdm(refined, total=len(train.names), desc="crf", leave=False)):
             labels = q.argmax(axis=0).astype(np.uint8)
@@ -56,6 +56,6 @@ def main(
             if len(shard) == pseudo.shard_images or i == len(train.names) - 1:
                 writer.write(i + 1 - len(shard), shard)
                 shard = []
-    metrics = {"crf_miou": round(float(scores(conf)["miou"]), 4)} if scored else {}
-    write_json(out / "metrics.json", metrics)
+        metrics = {"crf_miou": round(float(scores(conf)["miou"]), 4)} if scored else {}
+        write_json(folder / "metrics.json", metrics)
     summary("crf", images=len(train.names), **metrics)

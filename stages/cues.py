@@ -16,6 +16,7 @@ from dgcn.data.loading import load_stack, resize_labels
 from dgcn.metrics import confusion_matrix, scores
 from dgcn.model_files import save_model
 from dgcn.models.registry import build_classifier
+from dgcn.storage import staged_directory
 from dgcn.training.supervised import train_classifier
 from stages.manifest import Manifest
 from stages.params import NetworkParams, load_section, param
@@ -63,13 +64,13 @@ def main(
                                         bg_threshold=config.bg_threshold, saliency=_saliency(config, name, grid),
                                         saliency_threshold=config.saliency_threshold)
                          for cam, row, name in zip(cams, labels, train.names, strict=True)])
-    out.mkdir(parents=True, exist_ok=True)
-    save_model(out / "classifier.pt", model, kind="classifier", arch=config.arch,
-               num_outputs=len(manifest.class_names) - 1, options=config.arch_options)
-    write_cue_store(out / "cues.zarr", train.names, cues, labels, list(manifest.class_names))
-    metrics = _score(manifest, cams, cues, config.cam_background)
-    write_json(out / "metrics.json", metrics)
-    write_csv(out / "train_log.csv", history.epochs)
+    with staged_directory(out) as folder:
+        save_model(folder / "classifier.pt", model, kind="classifier", arch=config.arch,
+                   num_outputs=len(manifest.class_names) - 1, options=config.arch_options)
+        write_cue_store(folder / "cues.zarr", train.names, cues, labels, list(manifest.class_names))
+        metrics = _score(manifest, cams, cues, config.cam_background)
+        write_json(folder / "metrics.json", metrics)
+        write_csv(folder / "train_log.csv", history.epochs)
     summary("cues", images=len(train.names), grid=f"{grid}x{grid}", **metrics)
 
 

@@ -17,7 +17,7 @@ from dgcn.inference import predict
 from dgcn.metrics import confusion_matrix, scores
 from dgcn.model_files import load_model
 from dgcn.plots import plot_confusion, plot_gallery, plot_per_class_iou
-from dgcn.storage import LabelStore
+from dgcn.storage import LabelStore, staged_directory
 from stages.manifest import Manifest, Split
 from stages.params import DeviceParams, load_section, param
 from stages.runtime import read_json, resolve_device, set_threads, summary, write_csv, write_json
@@ -55,19 +55,20 @@ def main(
     summary_figures = {key: stage_metrics[stage].get(key) for key, stage in SUMMARY_SOURCES.items()}
     summary_figures |= {"val_miou": round(float(val["miou"]), 4),
                         "upper_bound_val_miou": round(float(upper["miou"]), 4)}
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "summary.json", summary_figures)
-    names = list(manifest.class_names)
-    write_json(out / "per_class.json", {
-        "classes": names, "val_iou": _rounded(val["iou"]), "upper_bound_iou": _rounded(upper["iou"]),
-        "val_precision": _rounded(val["precision"]), "val_recall": _rounded(val["recall"]),
-        "val_pixel_acc": round(float(val["pixel_acc"]), 4), "absent_classes": list(val.get("absent", []))})
-    write_csv(out / "per_class_iou.csv", [{"class": name, "val_iou": v, "upper_bound_iou": u} for name, v, u in
-                                          zip(names, _rounded(val["iou"]), _rounded(upper["iou"]), strict=True)])
-    plot_per_class_iou({"retrained on DGCN labels": val["iou"], "fully supervised": upper["iou"]}, names,
-                       out / "per_class_iou.png")
-    plot_confusion(results["pseudo"][0], names, out / "confusion.png", title="val, retrained on DGCN labels")
-    _gallery(manifest, models["pseudo"], results["pseudo"][1], config, out / "gallery.png")
+    with staged_directory(out) as folder:
+        write_json(folder / "summary.json", summary_figures)
+        names = list(manifest.class_names)
+        write_json(folder / "per_class.json", {
+            "classes": names, "val_iou": _rounded(val["iou"]), "upper_bound_iou": _rounded(upper["iou"]),
+            "val_precision": _rounded(val["precision"]), "val_recall": _rounded(val["recall"]),
+            "val_pixel_acc": round(float(val["pixel_acc"]), 4), "absent_classes": list(val.get("absent", []))})
+        rows = zip(names, _rounded(val["iou"]), _rounded(upper["iou"]), strict=True)
+        write_csv(folder / "per_class_iou.csv",
+                  [{"class": name, "val_iou": v, "upper_bound_iou": u} for name, v, u in rows])
+        plot_per_class_iou({"retrained on DGCN labels": val["iou"], "fully supervised": upper["iou"]}, names,
+                           folder / "per_class_iou.png")
+        plot_confusion(results["pseudo"][0], names, folder / "confusion.png", title="val, retrained on DGCN labels")
+        _gallery(manifest, models["pseudo"], results["pseudo"][1], config, folder / "gallery.png")
     summary("evaluate", **{key: value for key, value in summary_figures.items() if value is not None})
 
 

@@ -18,7 +18,7 @@ from dgcn.graphcut import grow_supervision, knn_edges_batch
 from dgcn.inference import predict, restrict_to_classes
 from dgcn.metrics import confusion_matrix, scores
 from dgcn.model_files import load_model
-from dgcn.storage import LabelStoreWriter
+from dgcn.storage import LabelStoreWriter, staged_directory
 from stages.manifest import Manifest, Split
 from stages.params import DeviceParams, GraphCutParams, load_section, param
 from stages.runtime import resolve_device, set_threads, summary, write_json
@@ -53,10 +53,10 @@ def main(
     pseudo_conf = np.zeros((num_classes, num_classes), dtype=np.int64)
     network_conf = np.zeros_like(pseudo_conf)
     scored = train.has_masks()
-    out.mkdir(parents=True, exist_ok=True)
     palette = voc_palette()[:num_classes].tolist()
-    with LabelStoreWriter(out / "pseudo_labels.zarr", train.names, train.sizes, list(manifest.class_names), palette,
-                          shard_images=config.shard_images) as writer:
+    with (staged_directory(out) as folder,
+          LabelStoreWriter(folder / "pseudo_labels.zarr", train.names, train.sizes, list(manifest.class_names),
+                           palette, shard_images=config.shard_images) as writer):
         bar = tqdm(total=len(train.names), desc="export", leave=False)
         for start in range(0, len(train.names), config.shard_images):
             stop = min(start + config.shard_images, len(train.names))
@@ -73,9 +73,9 @@ def main(
                     bar.update()
             writer.write(start, shard)
         bar.close()
-    metrics = {"pseudo_miou": round(float(scores(pseudo_conf)["miou"]), 4),
-               "network_argmax_miou": round(float(scores(network_conf)["miou"]), 4)} if scored else {}
-    write_json(out / "metrics.json", metrics)
+        metrics = {"pseudo_miou": round(float(scores(pseudo_conf)["miou"]), 4),
+                   "network_argmax_miou": round(float(scores(network_conf)["miou"]), 4)} if scored else {}
+        write_json(folder / "metrics.json", metrics)
     summary("export", images=len(train.names), **metrics)
 
 

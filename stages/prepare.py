@@ -11,7 +11,7 @@ import typer
 from dgcn.data.palette import SYNTHETIC_CLASSES, VOC_CLASSES
 from dgcn.data.synthetic import contact_sheet, generate
 from dgcn.data.voc import VOCDataset
-from dgcn.storage import atomic_output
+from dgcn.storage import atomic_output, staged_directory
 from stages.params import load_section, param
 from stages.runtime import summary, write_json
 
@@ -55,12 +55,11 @@ def main(
         }
     manifest = {"dataset": config.dataset, "root": str(config.root), "class_names": list(class_names),
                 "splits": splits}
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "manifest.json", manifest)
-    write_json(out / "metrics.json", _metrics(manifest))
-    sheet_ids = splits["train"]["names"][:12]
-    with atomic_output(out / "contact_sheet.png") as tmp:
-        contact_sheet(config.root, sheet_ids, tmp)
+    with staged_directory(out) as folder:
+        write_json(folder / "manifest.json", manifest)
+        write_json(folder / "metrics.json", _metrics(manifest))
+        sheet_ids = splits["train"]["names"][:12]
+        contact_sheet(config.root, sheet_ids, folder / "contact_sheet.png")
     summary("prepare", dataset=config.dataset, train=len(splits["train"]["names"]), val=len(splits["val"]["names"]))
 
 

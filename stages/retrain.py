@@ -12,7 +12,7 @@ import typer
 from dgcn.data.loading import load_stack
 from dgcn.model_files import save_model
 from dgcn.models.registry import build_segmenter
-from dgcn.storage import LabelStore
+from dgcn.storage import LabelStore, staged_directory
 from dgcn.training.supervised import train_segmenter
 from stages.manifest import Manifest
 from stages.params import NetworkParams, load_section, param
@@ -63,10 +63,10 @@ def main(
                                  [Path("artifacts/prepare/manifest.json"), *inputs])
     history = train_segmenter(model, images, targets, epochs=config.epochs, batch_size=config.batch_size,
                               lr=config.lr, weight_decay=config.weight_decay, seed=config.seed, checkpoint=checkpoint)
-    out.mkdir(parents=True, exist_ok=True)
-    save_model(out / "model.pt", model, kind="segmenter", arch=config.arch, num_outputs=len(manifest.class_names),
-               options=config.arch_options)
-    write_csv(out / "train_log.csv", history.epochs)
-    write_json(out / "metrics.json", {"final_loss": history.epochs[-1]["loss"], "labelled_fraction":
-                                      round(float(np.mean(targets != 255)), 4)})
+    with staged_directory(out) as folder:
+        save_model(folder / "model.pt", model, kind="segmenter", arch=config.arch,
+                   num_outputs=len(manifest.class_names), options=config.arch_options)
+        write_csv(folder / "train_log.csv", history.epochs)
+        write_json(folder / "metrics.json", {"final_loss": history.epochs[-1]["loss"], "labelled_fraction":
+                                          round(float(np.mean(targets != 255)), 4)})
     summary(f"retrain ({labels.value})", epochs=config.epochs, loss=history.epochs[-1]["loss"])

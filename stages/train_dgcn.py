@@ -12,6 +12,7 @@ from dgcn.cues import CueStore
 from dgcn.data.loading import load_stack
 from dgcn.model_files import load_model, save_model
 from dgcn.models.registry import build_segmenter
+from dgcn.storage import staged_directory
 from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
 from stages.manifest import Manifest
@@ -69,12 +70,12 @@ def main(
         history = train_dgcn(model, images, grid_images, cues, cue_store.image_labels, pool, schedule,
                              epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
                              checkpoint=checkpoint)
-    out.mkdir(parents=True, exist_ok=True)
-    save_model(out / "model.pt", model, kind="segmenter", arch=config.arch, num_outputs=len(manifest.class_names),
-               options=config.arch_options)
-    write_csv(out / "train_log.csv", history.epochs)
-    write_csv(out / "train_steps.csv", history.steps)
-    final = history.epochs[-1]
-    write_json(out / "metrics.json", {"final_loss": final["loss"], "final_seeding_loss": final["seeding"],
-                                      "final_constrain_loss": final["constrain"], "epochs": config.epochs})
+    with staged_directory(out) as folder:
+        save_model(folder / "model.pt", model, kind="segmenter", arch=config.arch,
+                   num_outputs=len(manifest.class_names), options=config.arch_options)
+        write_csv(folder / "train_log.csv", history.epochs)
+        write_csv(folder / "train_steps.csv", history.steps)
+        final = history.epochs[-1]
+        write_json(folder / "metrics.json", {"final_loss": final["loss"], "final_seeding_loss": final["seeding"],
+                                          "final_constrain_loss": final["constrain"], "epochs": config.epochs})
     summary("train-dgcn", epochs=config.epochs, loss=final["loss"])

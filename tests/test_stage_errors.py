@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from typer.testing import CliRunner
 
+from dgcn.data.palette import voc_palette
+from dgcn.storage import LabelStoreWriter
 from stages.app import app
 from stages.runtime import resolve_device
 
@@ -75,6 +78,29 @@ def test_wrong_zarr_layout_is_named_and_leaves_no_output(workdir: Path) -> None:
     code, output = invoke("crf")
     assert code == 1 and "pseudo_labels.zarr" in output
     assert not (workdir / "artifacts/crf").exists()
+
+
+def test_stage_failing_part_way_publishes_nothing(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    voc = REPO.parent / "shared" / "voc-mini"
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["prepare"].update(dataset="voc", root=str(voc))
+    params["crf"]["workers"] = 0
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    assert invoke("prepare")[0] == 0
+    manifest = json.loads((workdir / "artifacts/prepare/manifest.json").read_text())
+    train = manifest["splits"]["train"]
+    with LabelStoreWriter(workdir / "artifacts/export/pseudo_labels.zarr", train["names"], train["sizes"],
+                          manifest["class_names"], voc_palette()[:21].tolist()) as writer:
+        writer.write(0, [np.zeros(size, np.uint8) for size in train["sizes"]])
+
+    def full_disk(path: Path, payload: object) -> None:
+        raise ValueError(f"no space left to write {path.name}")
+
+    # The label store is complete by the time the metrics fail to write: neither may appear.
+    monkeypatch.setattr("stages.crf.write_json", full_disk)
+    code, output = invoke("crf")
+    assert code == 1 and "no space left to write metrics.json" in output
+    assert sorted(p.name for p in (workdir / "artifacts").iterdir()) == ["export", "prepare"]
 
 
 def test_missing_cuda_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

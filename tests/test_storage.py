@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from dgcn.data.palette import voc_palette
-from dgcn.storage import LabelStore, LabelStoreWriter, atomic_output, write_label_store
+from dgcn.storage import LabelStore, LabelStoreWriter, atomic_output, staged_directory, write_label_store
 
 CLASSES = ["background", "disc", "square"]
 
@@ -72,6 +72,34 @@ def test_atomic_output_error_keeps_old_and_removes_temporary(tmp_path: Path) -> 
 def test_atomic_output_requires_something_written(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nothing was written"), atomic_output(tmp_path / "x.npy"):
         pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staged_directory_publishes_every_entry_and_keeps_others(tmp_path: Path) -> None:
+    target = tmp_path / "artifacts" / "stage"
+    target.mkdir(parents=True)
+    (target / "metrics.json").write_text("old")
+    (target / "store.zarr").mkdir()
+    (target / "store.zarr" / "old").write_text("old")
+    (target / "notes.txt").write_text("kept")
+    (tmp_path / "artifacts" / ".stage.staging").mkdir()  # left behind by a killed run
+    with staged_directory(target) as staging:
+        assert staging.parent == target.parent and list(staging.iterdir()) == []
+        (staging / "metrics.json").write_text("new")
+        (staging / "store.zarr").mkdir()
+        (staging / "store.zarr" / "new").write_text("new")
+        assert (target / "metrics.json").read_text() == "old"  # nothing published before the block ends
+    assert (target / "metrics.json").read_text() == "new"
+    assert sorted(p.name for p in (target / "store.zarr").iterdir()) == ["new"]
+    assert (target / "notes.txt").read_text() == "kept"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["stage"]
+
+
+def test_staged_directory_failure_publishes_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "stage"
+    with pytest.raises(RuntimeError, match="boom"), staged_directory(target) as staging:
+        (staging / "model.pt").write_text("whole file")
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
 

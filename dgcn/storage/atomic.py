@@ -55,3 +55,24 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         _remove(temporary)
         raise
+
+
+@contextmanager
+def staged_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty staging folder beside the folder `path` for everything a stage writes; on success move each
+    entry of it into `path` (replacing entries of the same name, keeping the others).
+
+    So a stage that fails part-way publishes none of its outputs, not just no half-written file. The staging folder
+    (`.<name>.staging`) is removed either way; one left by a killed run is cleared on the next start.
+    """
+    target = Path(path)
+    staging = target.with_name(f".{target.name}.staging")
+    _remove(staging)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        target.mkdir(parents=True, exist_ok=True)
+        for entry in sorted(staging.iterdir()):
+            _replace(entry, target / entry.name)
+    finally:
+        _remove(staging)
