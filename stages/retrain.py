@@ -30,6 +30,9 @@ class RetrainParams(NetworkParams):
     batch_size: int = param(16, range=(1, None))
     lr: float = param(0.004, range=(0.0, 1.0))
     weight_decay: float = param(0.0001, range=(0.0, 1.0))
+    optimizer: str = param("adamw", choices=("adamw", "sgd"))
+    momentum: float = param(0.9, range=(0.0, 1.0))
+    head_lr_mult: float = param(10.0, range=(1.0, None))
     seed: int = param(0, range=(0, None))
 
 
@@ -62,7 +65,8 @@ def main(
     checkpoint = checkpoint_path(f"retrain_{labels.value}", config,
                                  [Path("artifacts/prepare/manifest.json"), *inputs])
     history = train_segmenter(model, images, targets, epochs=config.epochs, batch_size=config.batch_size,
-                              lr=config.lr, weight_decay=config.weight_decay, seed=config.seed, checkpoint=checkpoint)
+                              lr=config.lr, weight_decay=config.weight_decay, seed=config.seed, checkpoint=checkpoint,
+                              optimizer=config.optimizer, momentum=config.momentum, head_lr_mult=config.head_lr_mult)
     with staged_directory(out) as folder:
         save_model(folder / "model.pt", model, kind="segmenter", arch=config.arch,
                    num_outputs=len(manifest.class_names), options=config.arch_options)

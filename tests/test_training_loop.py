@@ -11,7 +11,8 @@ import torch
 import dgcn.training.loop as loop
 from dgcn.models.registry import build_segmenter
 from dgcn.training.loop import TrainingLog, epoch_batches, mirror
-from dgcn.training.schedule import warmup_step_decay
+from dgcn.training.optim import sgd_with_head_lr
+from dgcn.training.schedule import poly, warmup_step_decay
 from dgcn.training.supervised import train_segmenter
 
 
@@ -72,3 +73,40 @@ def test_warmup_then_step_decay() -> None:
             for i in range(45)]
     assert rate[0] == pytest.approx(0.25) and rate[3] == 1.0 and rate[19] == 1.0
     assert rate[20] == pytest.approx(0.3) and rate[40] == pytest.approx(0.09)
+
+
+def test_poly_decays_to_zero() -> None:
+    assert poly(0, total_iters=10) == 1.0
+    assert poly(5, total_iters=10) == pytest.approx(0.5 ** 0.9)
+    assert poly(10, total_iters=10) == 0.0 and poly(12, total_iters=10) == 0.0
+
+
+def test_sgd_puts_the_head_at_a_larger_rate_and_keeps_momentum() -> None:
+    model = build_segmenter("small", 3, width=4)
+    optimizer = sgd_with_head_lr(model, lr=0.01, momentum=0.9, weight_decay=5e-4, head_lr_mult=10.0)
+    trunk, head = optimizer.param_groups
+    assert trunk["lr"] == 0.01 and head["lr"] == pytest.approx(0.1)
+    assert all(group["momentum"] == 0.9 and group["weight_decay"] == 5e-4 for group in optimizer.param_groups)
+    assert {id(p) for p in head["params"]} == {id(p) for p in model.head.parameters()}
+    assert len(trunk["params"]) + len(head["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize(("optimizer", "lr"), [("adamw", 0.03), ("sgd", 0.05)])
+def test_retraining_fits_with_either_optimizer(optimizer: str, lr: float) -> None:
+    # Bright right part (class 1) and dark left part (class 0), split at a random column, with noise.
+    torch.manual_seed(0)
+    model = build_segmenter("small", 2, width=4)
+    rng = np.random.default_rng(0)
+    labels = (np.arange(32) >= rng.integers(4, 28, (16, 1, 1))).repeat(32, axis=1).astype(np.uint8)
+    images = (np.where(labels[..., None] == 1, 200, 40) + rng.integers(0, 30, (16, 32, 32, 3))).astype(np.uint8)
+    history = train_segmenter(model, images, labels, epochs=6, batch_size=4, lr=lr, weight_decay=0.0, seed=0,
+                              optimizer=optimizer, momentum=0.9, head_lr_mult=10.0)
+    losses = [row["loss"] for row in history.epochs]
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_unknown_optimizer_is_named() -> None:
+    images = np.zeros((4, 16, 16, 3), np.uint8)
+    with pytest.raises(ValueError, match="optimizer must be 'adamw' or 'sgd', got 'adam'"):
+        train_segmenter(build_segmenter("small", 2, width=4), images, np.zeros((4, 16, 16), np.uint8), epochs=1,
+                        batch_size=4, lr=0.01, weight_decay=0.0, seed=0, optimizer="adam")

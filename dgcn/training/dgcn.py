@@ -13,6 +13,7 @@ from dgcn.data.loading import normalize
 from dgcn.losses import constrain_loss, seeding_loss, smoothed_softmax
 from dgcn.supervision import SupervisionPool
 from dgcn.training.loop import TrainingLog, fit, mirror
+from dgcn.training.optim import sgd_with_head_lr
 from dgcn.training.schedule import warmup_step_decay
 
 
@@ -39,10 +40,8 @@ def train_dgcn(model: torch.nn.Module, images: np.ndarray, grid_images: np.ndarr
     present class, a graph on the detached features, and fits the network to the grown supervision. Runs on the
     model's device; the cuts and CRFs run on the CPU workers of `pool`.
     """
-    optimizer = torch.optim.SGD([
-        {"params": list(model.backbone_parameters()), "lr": schedule.lr},
-        {"params": list(model.head_parameters()), "lr": schedule.lr * schedule.head_lr_mult},
-    ], lr=schedule.lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay)
+    optimizer = sgd_with_head_lr(model, lr=schedule.lr, momentum=schedule.momentum,
+                                 weight_decay=schedule.weight_decay, head_lr_mult=schedule.head_lr_mult)
     iters_per_epoch = max(1, len(images) // min(batch_size, len(images)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
         warmup_step_decay, warmup_iters=schedule.warmup_iters, iters_per_epoch=iters_per_epoch,
