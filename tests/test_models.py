@@ -1,6 +1,5 @@
 """Networks: shapes and strides, parameter split, CAM/GAP consistency, trunk transfer, determinism, weights, errors."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,7 @@ NUM_CLASSES = 4
 TINY = {"width": 8}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    # Two OpenMP threads stall at every barrier when other processes share the two cores (ResNet forward 3 s vs 0.1 s).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _images(size: int, batch: int = 1, seed: int = 0) -> torch.Tensor:

@@ -17,11 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 VOC_MINI = REPO.parent / "shared" / "voc-mini"  # shared/ lies beside the checkout
 
 
-def test_all_stages_run_on_real_voc_photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("arch", "options"), [("small", {"width": 8}), ("hrnet", {"variant": "hrnet_w18_small"})])
+def test_all_stages_run_on_real_voc_photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arch: str,
+                                           options: dict) -> None:
     params = yaml.safe_load((REPO / "pipelines/voc12/params.yaml").read_text())
     params["prepare"]["root"] = str(VOC_MINI)
     for stage in ("cues", "train_dgcn", "retrain"):
-        params[stage].update(arch="small", arch_options={"width": 8}, pretrained=None, input_size=64, epochs=1,
+        params[stage].update(arch=arch, arch_options=options, pretrained=None, input_size=64, epochs=1,
                              batch_size=3, device="cpu")
     params["train_dgcn"].update(workers=0, warmup_iters=1, init_from_classifier=True)
     params["export"].update(input_size=64, batch_size=2, shard_images=2, device="cpu")

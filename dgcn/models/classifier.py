@@ -5,6 +5,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from dgcn.models.hrnet import HRNetTrunk
 from dgcn.models.resnet import ResNet101Trunk
 from dgcn.models.segmenter import Trunk, check_images
 from dgcn.models.small import SmallTrunk
@@ -14,6 +15,7 @@ TRUNK_BUILDERS: dict[str, Callable[..., Trunk]] = {
     "small": SmallTrunk,
     "deeplab_v2": ResNet101Trunk,
     "deeplab_v3": ResNet101Trunk,
+    "hrnet": HRNetTrunk,
 }
 
 

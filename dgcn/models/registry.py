@@ -7,6 +7,7 @@ from typing import Any
 from dgcn.models.classifier import CamClassifier
 from dgcn.models.deeplab_v2 import deeplab_v2
 from dgcn.models.deeplab_v3 import deeplab_v3
+from dgcn.models.hrnet import hrnet
 from dgcn.models.segmenter import SegmentationNet
 from dgcn.models.small import small_segmenter
 from dgcn.models.weights import load_backbone_weights
@@ -15,6 +16,7 @@ SEGMENTERS: dict[str, Callable[..., SegmentationNet]] = {
     "small": small_segmenter,
     "deeplab_v2": deeplab_v2,
     "deeplab_v3": deeplab_v3,
+    "hrnet": hrnet,
 }
 
 

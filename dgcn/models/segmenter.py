@@ -1,6 +1,7 @@
 """The interface shared by every network in dgcn: trunks, their feature levels and segmentation outputs."""
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 import torch
@@ -33,6 +34,19 @@ class Trunk(nn.Module):
     out_channels: int
     output_stride: int
     imagenet_filenames: ClassVar[tuple[str, ...]] = ()
+
+    def imagenet_checkpoint(self, cache: Path | None = None) -> Path:
+        """The local file of this trunk's ImageNet weights: torchvision's file in the torch hub cache (`cache`
+        overrides torch.hub.get_dir()). Never downloads."""
+        from dgcn.models.weights import imagenet_weights_path  # weights.py imports this module
+
+        if not self.imagenet_filenames:
+            raise ValueError(f"no ImageNet weights exist for {type(self).__name__}; pass a state-dict file path")
+        return imagenet_weights_path(self.imagenet_filenames, cache)
+
+    def pretrained_state(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A checkpoint's entries under this trunk's names: an ImageNet classifier's `fc.*` entries dropped."""
+        return {key: value for key, value in state.items() if not key.startswith("fc.")}
 
     def load_from(self, other: "Trunk") -> None:
         """Copy every weight and buffer of `other`, a trunk of the same class and width."""

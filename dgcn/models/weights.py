@@ -9,7 +9,6 @@ from torch import Tensor
 from dgcn.models.segmenter import Trunk
 
 IMAGENET = "imagenet"
-_IMAGENET_CLASSIFIER_PREFIX = "fc."
 
 
 def imagenet_weights_path(filenames: Sequence[str], hub_dir: Path | None = None) -> Path:
@@ -26,9 +25,13 @@ def imagenet_weights_path(filenames: Sequence[str], hub_dir: Path | None = None)
 
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:
-    """Tensors saved with torch.save(module.state_dict(), path), loaded on the CPU."""
+    """Tensors of a torch.save(module.state_dict(), path) file, or of a .safetensors file, loaded on the CPU."""
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights file not found: {path} (pass an existing state-dict file)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a state dict (a mapping of parameter names to tensors)")
@@ -38,16 +41,12 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
 def load_backbone_weights(trunk: Trunk, pretrained: Path | str, *, hub_dir: Path | None = None) -> Path:
     """Load a trunk's weights from a local file; returns the path read.
 
-    pretrained: a state-dict file (a torchvision ImageNet checkpoint, or a saved trunk), or "imagenet" for the
-    trunk's standard torchvision file in the torch hub cache. An ImageNet classifier's `fc.*` entries are ignored.
+    pretrained: a state-dict file (an ImageNet checkpoint of the trunk's library, or a saved trunk), or "imagenet"
+    for the trunk's standard ImageNet file in its library's cache (torch hub for torchvision trunks, the Hugging Face
+    hub for timm trunks; `hub_dir` overrides that cache folder). Classifier entries of a checkpoint are ignored.
     """
-    if pretrained == IMAGENET:
-        if not trunk.imagenet_filenames:
-            raise ValueError(f"no ImageNet weights exist for {type(trunk).__name__}; pass a state-dict file path")
-        path = imagenet_weights_path(trunk.imagenet_filenames, hub_dir)
-    else:
-        path = Path(pretrained)
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(_IMAGENET_CLASSIFIER_PREFIX)}
+    path = trunk.imagenet_checkpoint(hub_dir) if pretrained == IMAGENET else Path(pretrained)
+    state = trunk.pretrained_state(read_state_dict(path))
     expected = trunk.state_dict().keys()
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
     if missing or unexpected:
