@@ -8,6 +8,8 @@ import maxflow
 import numpy as np
 import torch
 
+# Entries of the score matrix of one kNN pass (float32: 512 MiB).
+_MAX_SCORES = 1 << 27
 # Column blocks whose minima bound each row's k-th score (at least k are used).
 _COLUMN_BLOCKS = 32
 # Elements of the (pairs, D) float64 difference buffer of one chunk of exact distances (2 MiB: reused, cache-sized).
@@ -51,6 +53,15 @@ def knn_edges_batch(features: torch.Tensor, k: int = 10) -> list[tuple[np.ndarra
     n = h * w
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, h*w = {n}], got {k}")
+    # Images per pass, so that the (images, n, n) score matrix stays bounded (HRNet grids have thousands of nodes).
+    step = max(1, _MAX_SCORES // (n * n))
+    return [edges for start in range(0, batch, step) for edges in _knn_pass(features[start : start + step], k)]
+
+
+def _knn_pass(features: torch.Tensor, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """knn_edges_batch on a batch small enough for one (B, n, n) score matrix."""
+    batch, dim, h, w = features.shape
+    n = h * w
     with torch.no_grad():
         points = features.detach().reshape(batch, dim, n).transpose(1, 2)
         wide = points.dtype == torch.float64 or not _ieee_float32_matmul(points.device)

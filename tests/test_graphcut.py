@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from dgcn import graphcut
 from dgcn.crf import dense_crf
 from dgcn.graphcut import grow_supervision, knn_edges, knn_edges_batch
 from dgcn.losses import smoothed_softmax
@@ -257,6 +258,15 @@ def test_knn_batch_equals_per_image_knn_and_reference():
         assert np.array_equal(src, single_src) and np.array_equal(dst, single_dst)
         expected = reference_knn(image.reshape(16, -1).t().double().numpy(), 10)
         assert set(zip(src.tolist(), dst.tolist(), strict=True)) == expected
+
+
+def test_knn_batch_in_several_passes_equals_one_pass(monkeypatch):
+    features = torch.randn(5, 8, 6, 7, generator=torch.Generator().manual_seed(4))
+    whole = knn_edges_batch(features, k=10)
+    monkeypatch.setattr(graphcut, "_MAX_SCORES", 2 * 42 * 42)  # two images per pass, then one
+    parts = knn_edges_batch(features, k=10)
+    assert len(parts) == 5
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(whole, parts, strict=True))
 
 
 def test_knn_batch_rejects_a_single_image():
