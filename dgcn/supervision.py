@@ -10,6 +10,7 @@ import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -17,11 +18,9 @@ import torch
 from dgcn.crf import dense_crf
 from dgcn.graphcut import grow_supervision, knn_edges_batch
 
-# Work items per worker and batch, for each of the two kinds (CRFs, graph cuts): enough to balance uneven images,
-# few enough that inter-process overhead stays small.
-_CHUNKS_PER_WORKER = 2
 # Training-time CRF at the feature grid: both sxy values divided by 12 (spec 2.5).
 TRAINING_CRF_PARAMS: Mapping[str, float] = {"scale": 1 / 12}
+_T = TypeVar("_T")
 
 
 def grow_images(
@@ -45,20 +44,27 @@ def crf_images(images: np.ndarray, probs: np.ndarray, crf_params: Mapping[str, f
     return np.stack([dense_crf(image, image_probs, **crf_params) for image, image_probs in pairs])
 
 
+def supervise_images(cues: np.ndarray, probs: np.ndarray, classes: Sequence[np.ndarray],
+                     edges: Sequence[tuple[np.ndarray, np.ndarray]], images: np.ndarray, threshold: float,
+                     seed_capacity: float, crf_params: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Both targets of a chunk of images: (grow_images(...), crf_images(...))."""
+    return (grow_images(cues, probs, classes, edges, threshold, seed_capacity),
+            crf_images(images, probs, crf_params))
+
+
 class SupervisionFuture:
     """Pending targets of one batch, computed in chunks of images; result() joins the chunks in batch order."""
 
-    def __init__(self, supervision: list[Future[np.ndarray]], crf_probs: list[Future[np.ndarray]]) -> None:
-        self._supervision = supervision
-        self._crf_probs = crf_probs
+    def __init__(self, parts: list[Future[tuple[np.ndarray, np.ndarray]]]) -> None:
+        self._parts = parts
 
     def done(self) -> bool:
-        return all(part.done() for part in self._supervision + self._crf_probs)
+        return all(part.done() for part in self._parts)
 
     def result(self, timeout: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """((B, C, h, w) uint8 supervision, (B, C, h, w) float32 crf_probs); re-raises a worker's exception."""
-        return (np.concatenate([part.result(timeout) for part in self._supervision]),
-                np.concatenate([part.result(timeout) for part in self._crf_probs]))
+        results = [part.result(timeout) for part in self._parts]
+        return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
 
 
 class SupervisionPool:
@@ -131,23 +137,21 @@ class SupervisionPool:
             raise ValueError(f"images_small must be ({batch}, {h}, {w}, 3) uint8, got {images_np.shape}")
         if len(classes) != batch:
             raise ValueError(f"classes must hold one array per image ({batch}), got {len(classes)}")
-        # CRFs need no graph: queue them first, so the workers run them while the kNN graphs are built here.
-        chunks = np.array_split(np.arange(batch), min(batch, max(1, self.workers) * _CHUNKS_PER_WORKER))
-        crf_probs = [self._run(crf_images, images_np[chunk], probs_np[chunk], self.crf_params) for chunk in chunks]
+        # The kNN first, on all threads; then one chunk of images per worker. (Queuing the CRFs before the kNN, or
+        # several chunks per worker, measured slower on 2 cores: the workers then compete with the kNN's threads.)
         edges = knn_edges_batch(features, self.k)
-        supervision = [
-            self._run(grow_images, cues_np[chunk], probs_np[chunk],
-                      [np.asarray(classes[b], dtype=np.int64) for b in chunk], [edges[b] for b in chunk],
-                      self.threshold, self.seed_capacity)
-            for chunk in chunks
-        ]
-        return SupervisionFuture(supervision, crf_probs)
+        chunks = np.array_split(np.arange(batch), min(batch, max(1, self.workers)))
+        parts = [self._run(supervise_images, cues_np[chunk], probs_np[chunk],
+                           [np.asarray(classes[b], dtype=np.int64) for b in chunk], [edges[b] for b in chunk],
+                           images_np[chunk], self.threshold, self.seed_capacity, self.crf_params)
+                 for chunk in chunks]
+        return SupervisionFuture(parts)
 
-    def _run(self, function: Callable[..., np.ndarray], *args: object) -> Future[np.ndarray]:
+    def _run(self, function: Callable[..., _T], *args: object) -> Future[_T]:
         """function(*args) on a worker, or now in this process when workers=0."""
         if self._executor is not None:
             return self._executor.submit(function, *args)
-        done: Future[np.ndarray] = Future()
+        done: Future[_T] = Future()
         done.set_result(function(*args))
         return done
 

@@ -136,7 +136,7 @@ def main() -> None:
             done = time.perf_counter()
         print(
             f"SupervisionPool(workers={workers}): submit {submitted - start:.3f} s "
-            f"({'kNN, cuts and CRF in-process' if workers == 0 else 'kNN here while the workers run the CRFs'}), "
+            f"({'kNN, cuts and CRF in-process' if workers == 0 else 'kNN; then the workers cut and run the CRFs'}), "
             f"then waited in result() {done - submitted:.3f} s per batch"
         )
     print("PASS" if passed else "FAIL")
