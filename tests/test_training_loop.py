@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import dgcn.training.loop as loop
+import dgcn.training.supervised as supervised
 from dgcn.models.registry import build_segmenter
 from dgcn.training.loop import TrainingLog, epoch_batches, mirror
 from dgcn.training.optim import sgd_with_head_lr
@@ -103,6 +104,22 @@ def test_retraining_fits_with_either_optimizer(optimizer: str, lr: float) -> Non
                               optimizer=optimizer, momentum=0.9, head_lr_mult=10.0)
     losses = [row["loss"] for row in history.epochs]
     assert losses[-1] < 0.6 * losses[0]
+
+
+def test_sgd_retraining_uses_the_head_scaled_groups_and_poly(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = []
+
+    def spy(model, **settings):
+        built.append(sgd_with_head_lr(model, **settings))
+        return built[-1]
+
+    monkeypatch.setattr(supervised, "sgd_with_head_lr", spy)
+    images = np.zeros((8, 16, 16, 3), np.uint8)
+    train_segmenter(build_segmenter("small", 2, width=4), images, np.zeros((8, 16, 16), np.uint8), epochs=2,
+                    batch_size=4, lr=0.01, weight_decay=0.0, seed=0, optimizer="sgd", head_lr_mult=10.0)
+    assert len(built) == 1
+    # 4 iterations of poly(power 0.9): after the last step the rate is 0 in both groups.
+    assert [group["lr"] for group in built[0].param_groups] == [0.0, 0.0]
 
 
 def test_unknown_optimizer_is_named() -> None:
