@@ -68,9 +68,10 @@ def _knn_pass(features: torch.Tensor, k: int) -> list[tuple[np.ndarray, np.ndarr
         # Exact copies of the features (float32 or wider), contiguous per node.
         fast = points.to(torch.float64 if wide else torch.float32).contiguous()
         norms = (fast * fast).sum(dim=2)
-        scores = _padded_scores(fast, norms, blocks=max(k, _COLUMN_BLOCKS))
+        blocks = max(k, _COLUMN_BLOCKS)
+        scores = _padded_scores(fast, norms, blocks)
         m = scores.shape[2]
-        ceiling = _kth_block_minimum(scores, k, blocks=max(k, _COLUMN_BLOCKS))
+        ceiling = _kth_block_minimum(scores, k, blocks)
         # |score - exact score| <= (D + 2) * eps * (|a|^2 + |b|^2) for dot products and norms in this dtype.
         bound = (dim + 2) * torch.finfo(fast.dtype).eps * (norms + norms.amax(dim=1, keepdim=True))
         # Flat positions in the (B, n, m) scores; nodes numbered across the batch (image * n + node), so each node of

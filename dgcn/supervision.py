@@ -15,7 +15,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from dgcn.crf import dense_crf
+from dgcn.crf import dense_crf_many
 from dgcn.graphcut import grow_supervision, knn_edges_batch
 
 # Training-time CRF at the feature grid: both sxy values divided by 12 (spec 2.5).
@@ -40,8 +40,7 @@ def grow_images(
 
 def crf_images(images: np.ndarray, probs: np.ndarray, crf_params: Mapping[str, float]) -> np.ndarray:
     """dense_crf of each image of a chunk: (b, h, w, 3) uint8 and (b, C, h, w) probs -> (b, C, h, w) float32."""
-    pairs = zip(images, probs, strict=True)
-    return np.stack([dense_crf(image, image_probs, **crf_params) for image, image_probs in pairs])
+    return np.stack(dense_crf_many(images, probs, workers=0, **crf_params))
 
 
 def supervise_images(cues: np.ndarray, probs: np.ndarray, classes: Sequence[np.ndarray],

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -26,6 +25,8 @@ class HRNetTrunk(Trunk):
     output_stride = 4
 
     def __init__(self, variant: str = "hrnet_w48") -> None:
+        import timm  # here, not at module level: every stage imports the registry, few build an HRNet
+
         super().__init__()
         if variant not in timm.list_models("hrnet_*"):
             raise ValueError(f"unknown HRNet variant {variant!r}; choices: {timm.list_models('hrnet_*')}")
@@ -53,6 +54,7 @@ class HRNetTrunk(Trunk):
 
     def imagenet_checkpoint(self, cache: Path | None = None) -> Path:
         """timm's ImageNet weights of this variant in the Hugging Face hub cache (`cache` overrides its folder)."""
+        import timm
         from huggingface_hub import constants, try_to_load_from_cache
 
         repo = timm.models.get_pretrained_cfg(self.variant).hf_hub_id
