@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	dvc repro
-	python -m stages report
+	dvc repro evaluate@synthetic
+	python -m stages report --summary artifacts/synthetic/evaluate/summary.json
 
 test: $(STAMP)
 	ruff check .

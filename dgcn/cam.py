@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from dgcn.data.loading import normalize
+from dgcn.progress import progress
 
 
 @torch.no_grad()
@@ -16,7 +16,7 @@ def compute_cams(model: torch.nn.Module, images: np.ndarray, *, batch_size: int 
     model.eval()
     device = next(model.parameters()).device
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc="cams", leave=False):
+    for start in progress(range(0, len(images), batch_size), desc="cams"):
         x = normalize(torch.from_numpy(images[start:start + batch_size]).to(device))
         cams = model.cams(x)
         if flip:

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from dgcn.data.palette import IGNORE_INDEX
+from dgcn.graphcut import seed_labels
 from dgcn.storage.atomic import atomic_output
 from dgcn.storage.zarr_store import (
     NamedImageStore,
@@ -90,6 +91,16 @@ def cues_from_cams(
         low = saliency < saliency_threshold
     cues[0] = low & ~claimed
     return cues
+
+
+def cue_label_map(cues: np.ndarray) -> np.ndarray:
+    """(C, h, w) multi-hot cues -> (h, w) uint8 label map for display and scoring: the highest seeded class per pixel,
+    as the graph cut's terminals use it (`seed_labels`), IGNORE_INDEX (255) where no class is seeded."""
+    cues = np.asarray(cues)
+    if cues.ndim != 3 or not 1 <= cues.shape[0] <= IGNORE_INDEX:
+        raise ValueError(f"cues must be (C, h, w) with 1 <= C <= {IGNORE_INDEX}, got shape {cues.shape}")
+    labels = seed_labels(cues).reshape(cues.shape[1:])
+    return np.where(labels >= 0, labels, IGNORE_INDEX).astype(np.uint8)
 
 
 def _check_cue_arrays(

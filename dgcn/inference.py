@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from dgcn.crf import dense_crf
+from dgcn.data.loading import normalize
 
 
 @dataclass(frozen=True)
@@ -49,3 +53,14 @@ def restrict_to_classes(probs: torch.Tensor, present: torch.Tensor) -> torch.Ten
     mask = present.to(probs.dtype).view(*present.shape, *([1] * (probs.dim() - 2)))
     kept = probs * mask
     return kept / kept.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def predict_labels(model: torch.nn.Module, image: np.ndarray, *, scales: Sequence[float], flip: bool,
+                   crf_kernels: Mapping[str, float] | None = None) -> np.ndarray:
+    """(H, W) uint8 label map of one (H, W, 3) uint8 RGB image at its own size: `predict` over scales and mirror,
+    then, with `crf_kernels` (keyword arguments of dgcn.crf.dense_crf), refined by a dense CRF on the image."""
+    x = normalize(torch.from_numpy(np.ascontiguousarray(image)[None]))
+    probs = predict(model, x, scales=scales, flip=flip, size=image.shape[:2]).probs[0].numpy()
+    if crf_kernels is not None:
+        probs = dense_crf(image, probs, **crf_kernels)
+    return probs.argmax(axis=0).astype(np.uint8)

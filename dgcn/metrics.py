@@ -89,3 +89,32 @@ def scores(conf: np.ndarray) -> dict[str, Any]:
         "recall": recall,
         "absent": np.flatnonzero(~present).tolist(),
     }
+
+
+class ConfusionMatrix:
+    """A (C, C) confusion matrix accumulated image by image over a split, and the figures every stage reports."""
+
+    def __init__(self, num_classes: int) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.counts: np.ndarray = np.zeros((num_classes, num_classes), dtype=np.int64)  # rows = ground truth
+
+    def add(self, gt: np.ndarray, pred: np.ndarray, ignore_index: int = 255) -> None:
+        """Count one image: gt and pred integer label maps of equal shape (see `confusion_matrix`)."""
+        self.counts += confusion_matrix(gt, pred, self.num_classes, ignore_index)
+
+    def __iadd__(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        """Merge another matrix over the same classes (e.g. one per worker or per shard)."""
+        if other.num_classes != self.num_classes:
+            raise ValueError(f"cannot merge a {other.num_classes}-class matrix into a {self.num_classes}-class one")
+        self.counts += other.counts
+        return self
+
+    def scores(self) -> dict[str, Any]:
+        """`scores` of the accumulated counts."""
+        return scores(self.counts)
+
+    def miou(self) -> float:
+        """mIoU rounded to 4 decimals, as the stages report it (NaN before any labelled pixel)."""
+        return round(float(scores(self.counts)["miou"]), 4)

@@ -10,7 +10,7 @@ import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from dgcn.graphcut import grow_supervision, knn_edges_batch
 # Training-time CRF at the feature grid: both sxy values divided by 12 (spec 2.5).
 TRAINING_CRF_PARAMS: Mapping[str, float] = {"scale": 1 / 12}
 _T = TypeVar("_T")
+_C = TypeVar("_C")
 
 
 def grow_images(
@@ -44,34 +45,47 @@ def crf_images(images: np.ndarray, probs: np.ndarray, crf_params: Mapping[str, f
 
 
 def supervise_images(cues: np.ndarray, probs: np.ndarray, classes: Sequence[np.ndarray],
-                     edges: Sequence[tuple[np.ndarray, np.ndarray]], images: np.ndarray, threshold: float,
-                     seed_capacity: float, crf_params: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Both targets of a chunk of images: (grow_images(...), crf_images(...))."""
+                     edges: Sequence[tuple[np.ndarray, np.ndarray]], threshold: float, seed_capacity: float,
+                     images: np.ndarray, crf_params: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Both targets of a chunk of images: (grow_images(...), crf_images(images, probs, crf_params))."""
     return (grow_images(cues, probs, classes, edges, threshold, seed_capacity),
             crf_images(images, probs, crf_params))
 
 
-class SupervisionFuture:
-    """Pending targets of one batch, computed in chunks of images; result() joins the chunks in batch order."""
+class ChunkedFuture(Generic[_C, _T]):
+    """Pending result of one batch, computed in chunks of images; result() joins the chunks' results in batch order."""
 
-    def __init__(self, parts: list[Future[tuple[np.ndarray, np.ndarray]]]) -> None:
+    def __init__(self, parts: list[Future[_C]], join: Callable[[list[_C]], _T]) -> None:
         self._parts = parts
+        self._join = join
 
     def done(self) -> bool:
         return all(part.done() for part in self._parts)
 
-    def result(self, timeout: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """((B, C, h, w) uint8 supervision, (B, C, h, w) float32 crf_probs); re-raises a worker's exception."""
-        results = [part.result(timeout) for part in self._parts]
-        return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+    def result(self, timeout: float | None = None) -> _T:
+        """The joined result; re-raises a worker's exception."""
+        return self._join([part.result(timeout) for part in self._parts])
+
+
+def _join_pairs(results: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Chunks' (supervision, crf_probs) pairs -> one pair of (B, C, h, w) arrays."""
+    return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+
+class SupervisionFuture(ChunkedFuture[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]):
+    """Pending targets of one batch: result() is ((B, C, h, w) uint8 supervision, (B, C, h, w) float32 crf_probs)."""
+
+    def __init__(self, parts: list[Future[tuple[np.ndarray, np.ndarray]]]) -> None:
+        super().__init__(parts, _join_pairs)
 
 
 class SupervisionPool:
-    """Computes a batch's supervision and CRF targets in `workers` processes while the caller carries on.
+    """Computes a batch's supervision and CRF targets (submit), or its supervision alone (grow, for export), in
+    `workers` processes while the caller carries on.
 
-    Use as a context manager; workers=0 computes in-process inside submit (tests, debugging). kNN graphs are built on
-    the features' device in submit; only index arrays and copies of the other inputs reach the workers, so results are
-    deterministic and independent of the worker count.
+    Use as a context manager; workers=0 computes in-process inside submit / grow (tests, debugging). kNN graphs are
+    built on the features' device in submit / grow; only index arrays and copies of the other inputs reach the workers,
+    so results are deterministic and independent of the worker count.
     """
 
     def __init__(
@@ -110,29 +124,39 @@ class SupervisionPool:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
-    def submit(
-        self,
-        features: torch.Tensor,
-        probs: torch.Tensor | np.ndarray,
-        cues: torch.Tensor | np.ndarray,
-        classes: Sequence[Sequence[int] | np.ndarray],
-        images_small: torch.Tensor | np.ndarray,
-    ) -> SupervisionFuture:
+    def submit(self, features: torch.Tensor, probs: torch.Tensor | np.ndarray, cues: torch.Tensor | np.ndarray,
+               classes: Sequence[Sequence[int] | np.ndarray], images_small: torch.Tensor | np.ndarray
+               ) -> SupervisionFuture:
         """Queue one batch: features (B, D, h, w) float tensor, probs (B, C, h, w) smoothed probabilities, cues
         (B, C, h, w) {0,1}, classes B arrays of the classes to cut (background included), images_small (B, h, w, 3)
         uint8 RGB. probs is copied before anything reads it, so the caller's autograd tensor is never touched.
         """
+        return SupervisionFuture([self._run(supervise_images, *chunk, self.crf_params)
+                                  for chunk in self._chunks(features, probs, cues, classes, images_small)])
+
+    def grow(self, features: torch.Tensor, probs: torch.Tensor | np.ndarray, cues: torch.Tensor | np.ndarray,
+             classes: Sequence[Sequence[int] | np.ndarray]) -> ChunkedFuture[np.ndarray, np.ndarray]:
+        """Queue the graph-cut growth alone (no CRF) of one batch, inputs as for submit; result() is the (B, C, h, w)
+        uint8 supervision: grow_supervision of each image with this pool's k, threshold and seed_capacity."""
+        return ChunkedFuture([self._run(grow_images, *chunk) for chunk in self._chunks(features, probs, cues, classes)],
+                             np.concatenate)
+
+    def _chunks(self, features: torch.Tensor, probs: torch.Tensor | np.ndarray, cues: torch.Tensor | np.ndarray,
+                classes: Sequence[Sequence[int] | np.ndarray], images: torch.Tensor | np.ndarray | None = None
+                ) -> list[tuple[object, ...]]:
+        """Check the batch, build its kNN graphs here on all threads, then split it into one chunk of images per
+        worker: per chunk the arguments of grow_images, followed by its images when `images` is given."""
         if self.workers > 0 and self._executor is None:
-            raise RuntimeError("SupervisionPool must be entered (`with SupervisionPool(...) as pool:`) before submit")
+            raise RuntimeError("SupervisionPool must be entered (`with SupervisionPool(...) as pool:`) before use")
         probs_np = _host_copy(probs, np.float32)
         cues_np = _host_copy(cues, np.uint8)
-        images_np = _host_copy(images_small, np.uint8)
         if probs_np.ndim != 4 or cues_np.shape != probs_np.shape:
             raise ValueError(f"probs and cues must both be (B, C, h, w); got {probs_np.shape} and {cues_np.shape}")
         batch, _, h, w = probs_np.shape
         if features.ndim != 4 or features.shape[0] != batch or tuple(features.shape[2:]) != (h, w):
             raise ValueError(f"features must be (B={batch}, D, {h}, {w}), got {tuple(features.shape)}")
-        if images_np.shape != (batch, h, w, 3):
+        images_np = None if images is None else _host_copy(images, np.uint8)
+        if images_np is not None and images_np.shape != (batch, h, w, 3):
             raise ValueError(f"images_small must be ({batch}, {h}, {w}, 3) uint8, got {images_np.shape}")
         if len(classes) != batch:
             raise ValueError(f"classes must hold one array per image ({batch}), got {len(classes)}")
@@ -140,11 +164,10 @@ class SupervisionPool:
         # several chunks per worker, measured slower on 2 cores: the workers then compete with the kNN's threads.)
         edges = knn_edges_batch(features, self.k)
         chunks = np.array_split(np.arange(batch), min(batch, max(1, self.workers)))
-        parts = [self._run(supervise_images, cues_np[chunk], probs_np[chunk],
-                           [np.asarray(classes[b], dtype=np.int64) for b in chunk], [edges[b] for b in chunk],
-                           images_np[chunk], self.threshold, self.seed_capacity, self.crf_params)
-                 for chunk in chunks]
-        return SupervisionFuture(parts)
+        return [(cues_np[chunk], probs_np[chunk], [np.asarray(classes[b], dtype=np.int64) for b in chunk],
+                 [edges[b] for b in chunk], self.threshold, self.seed_capacity,
+                 *(() if images_np is None else (images_np[chunk],)))
+                for chunk in chunks]
 
     def _run(self, function: Callable[..., _T], *args: object) -> Future[_T]:
         """function(*args) on a worker, or now in this process when workers=0."""

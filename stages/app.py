@@ -1,16 +1,42 @@
-"""The Typer root: `python -m stages --help` lists every pipeline stage."""
+"""The Typer root: `python -m stages --help` lists every pipeline stage.
+
+Commands load lazily: the root knows each command's module and one-line help from a static table, so `--help`
+imports no stage (and no torch), and `python -m stages <command>` imports only that command's module.
+"""
 
 from __future__ import annotations
 
+import difflib
 import functools
+import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import typer
+import typer.core
+import typer.main
 
-from stages import crf, cues, evaluate, export, prepare, report, retrain, train_dgcn
+if TYPE_CHECKING:  # typer vendors click; these are only annotations
+    from typer._click import Command, Context, HelpFormatter
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="dgcn pipeline stages (run them through `dvc repro`, or one by one).")
+# command name -> (module under `stages` whose `main` is the command, one-line help: the first line of its docstring).
+# tests/test_cli.py keeps the help texts equal to the docstrings.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synthesize": ("synthesize", "Generate a synthetic data set (VOC layout) from a seed."),
+    "prepare": ("prepare", "Validate a VOC-layout data root and write the manifest every later stage reads."),
+    "cues": ("cues", "Cues from image-level labels: classifier -> CAMs -> foreground/background seeds on the network "
+                     "grid."),
+    "train-dgcn": ("train_dgcn", "DGCN training: kNN feature graph + per-class graph cut grow the cues; seeding + "
+                                 "constrain loss; SGD."),
+    "export": ("export", "Pseudo-labels: multi-scale + mirrored DGCN probabilities, cues grown by graph cut, upsampled "
+                         "to each image."),
+    "crf": ("crf", "Refine every exported pseudo-label with a dense CRF on its full-resolution image (published "
+                   "parameters)."),
+    "retrain": ("retrain", "Retrain DeepLab (by name in params) with cross-entropy on dense labels, 255 ignored."),
+    "evaluate": ("evaluate", "Score the retrained and upper-bound networks on val; gather every stage's figure into "
+                             "summary.json."),
+    "report": ("report", "Print the stage-by-stage mIoU table and the retrained/upper-bound ratio."),
+}
 
 
 def _clean_errors(command: Callable[..., None]) -> Callable[..., None]:
@@ -27,6 +53,58 @@ def _clean_errors(command: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-for name, module in (("prepare", prepare), ("cues", cues), ("train-dgcn", train_dgcn), ("export", export),
-                     ("crf", crf), ("retrain", retrain), ("evaluate", evaluate), ("report", report)):
-    app.command(name)(_clean_errors(module.main))
+class LazyStages(typer.core.TyperGroup):
+    """A root group that imports a command's module only when that command is resolved."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        """The table's commands, in pipeline order."""
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        """Import `stages.<module>` and build the command from its `main`; None for an unknown name."""
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"stages.{COMMANDS[cmd_name][0]}")
+        # A one-command Typer turns `main` into a command exactly as `app.command(name)` on the root would.
+        single = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                             rich_markup_mode=self.rich_markup_mode)
+        single.command(cmd_name)(_clean_errors(module.main))
+        return typer.main.get_command(single)
+
+    def resolve_command(self, ctx: Context, args: list[str]) -> tuple[str | None, Command | None, list[str]]:
+        """As Typer's, with its "Did you mean" hint, which it draws from registered commands (here none)."""
+        if args and args[0] not in COMMANDS and not args[0].startswith("-") and not ctx.resilient_parsing:
+            matches = difflib.get_close_matches(args[0], COMMANDS)
+            if matches:
+                ctx.fail(f"No such command {args[0]!r}. Did you mean {', '.join(map(repr, matches))}?")
+        return super().resolve_command(ctx, args)
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        """No arguments: print the help and exit 2, as before.
+
+        Typer's error handler prints nothing for "no args is help", relying on the rich renderer having printed
+        the help already; the plain help below only returns its text.
+        """
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            typer.echo(ctx.get_help())
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """Plain help: Typer's rich renderer would resolve (import) every command just to list it."""
+        super(typer.core.TyperGroup, self).format_help(ctx, formatter)
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """List the commands with the table's one-line help, importing nothing."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, text) for name, (_, text) in COMMANDS.items()])
+
+
+app = typer.Typer(cls=LazyStages, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="dgcn pipeline stages (run them through `dvc repro`, or one by one).")
+
+
+@app.callback()
+def root() -> None:
+    # A callback makes Typer build a group though no command is registered on `app`: they come from COMMANDS.
+    pass

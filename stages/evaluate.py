@@ -2,62 +2,61 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import typer
-from tqdm import tqdm
 
-from dgcn.crf import dense_crf
-from dgcn.cues import CueStore
-from dgcn.data.loading import normalize, resize_labels
-from dgcn.inference import predict
-from dgcn.metrics import confusion_matrix, scores
+from dgcn.cues import CueStore, cue_label_map
+from dgcn.data.loading import resize_labels
+from dgcn.inference import predict_labels
+from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import load_model
 from dgcn.plots import plot_confusion, plot_gallery, plot_per_class_iou
+from dgcn.progress import progress
 from dgcn.storage import LabelStore, staged_directory
 from stages.manifest import Manifest, Split
-from stages.params import DeviceParams, load_section, param
+from stages.options import CONFIG, DEFAULTS, MANIFEST
+from stages.params import DenseCRFParams, EvaluateParams, load_params
 from stages.runtime import read_json, resolve_device, set_threads, summary, write_csv, write_json
 
-
-@dataclass
-class EvaluateParams(DeviceParams):
-    scales: list[float] = param([0.75, 1.0, 1.25], range=(0.25, 4.0))
-    flip: bool = param(True)
-    crf: bool = param(False)
-    gallery_train: int = param(3, range=(1, 50))
-    gallery_val: int = param(3, range=(0, 50))
-
-
-ARTIFACTS = Path("artifacts")
-SUMMARY_SOURCES = {"cam_baseline_miou": "cues", "cues_miou": "cues", "pseudo_miou": "export", "crf_miou": "crf"}
+# The upstream figures the summary gathers from the stages' metrics files.
+UPSTREAM_FIGURES = ("cam_baseline_miou", "cues_miou", "pseudo_miou", "crf_miou")
 
 
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file (section `evaluate`)"),
-    out: Path = typer.Option(Path("artifacts/evaluate"), help="folder for summary.json, plots and the gallery"),
+    model: Path = typer.Option(..., help="the retrain stage's model.pt (trained on the CRF pseudo-labels)"),
+    upper_bound: Path = typer.Option(..., help="the upper_bound stage's model.pt (trained on ground truth)"),
+    metrics: list[Path] = typer.Option(..., help="upstream metrics.json files whose figures join the summary"),
+    cues: Path = typer.Option(..., help="the cues stage's cues.zarr (gallery)"),
+    pseudo_labels: Path = typer.Option(..., help="the export stage's pseudo_labels.zarr (gallery)"),
+    crf_labels: Path = typer.Option(..., help="the crf stage's crf_labels.zarr (gallery)"),
+    out: Path = typer.Option(..., help="folder for summary.json, per-class scores, plots and the gallery"),
+    manifest: Path = MANIFEST,
+    config: Path = CONFIG,
+    defaults: Path = DEFAULTS,
 ) -> None:
     """Score the retrained and upper-bound networks on val; gather every stage's figure into summary.json."""
-    config = load_section(params, "evaluate", EvaluateParams)
-    manifest = Manifest.load()
+    settings = load_params("evaluate", EvaluateParams, config=config, defaults=defaults)
+    kernels = load_params("dense_crf", DenseCRFParams, config=config, defaults=defaults).kernels()
+    data = Manifest.load(manifest)
     set_threads()
-    stage_metrics = {stage: read_json(ARTIFACTS / stage / "metrics.json", f"metrics of stage {stage}")
-                     for stage in set(SUMMARY_SOURCES.values())}
-    device = resolve_device(config.device, "evaluate.device")
-    models = {role: load_model(ARTIFACTS / "retrain" / role / "model.pt", "segmenter").to(device)
-              for role in ("pseudo", "gt")}
-    results = {role: _evaluate(model, manifest.val, len(manifest.class_names), config)
-               for role, model in models.items()}
-    val, upper = scores(results["pseudo"][0]), scores(results["gt"][0])
-    summary_figures = {key: stage_metrics[stage].get(key) for key, stage in SUMMARY_SOURCES.items()}
-    summary_figures |= {"val_miou": round(float(val["miou"]), 4),
-                        "upper_bound_val_miou": round(float(upper["miou"]), 4)}
+    upstream: dict[str, float] = {}
+    for path in metrics:
+        upstream |= read_json(path, "an upstream stage's metrics")
+    device = resolve_device(settings.device, "evaluate.device")
+    models = {role: load_model(path, "segmenter").to(device) for role, path in
+              (("retrained", model), ("upper_bound", upper_bound))}
+    crf_kernels = kernels if settings.crf else None
+    results = {role: _evaluate(network, data.val, len(data.class_names), settings, crf_kernels)
+               for role, network in models.items()}
+    val, upper = results["retrained"][0].scores(), results["upper_bound"][0].scores()
+    figures = {key: upstream.get(key) for key in UPSTREAM_FIGURES}
+    figures |= {"val_miou": results["retrained"][0].miou(), "upper_bound_val_miou": results["upper_bound"][0].miou()}
     with staged_directory(out) as folder:
-        write_json(folder / "summary.json", summary_figures)
-        names = list(manifest.class_names)
+        write_json(folder / "summary.json", figures)
+        names = list(data.class_names)
         write_json(folder / "per_class.json", {
             "classes": names, "val_iou": _rounded(val["iou"]), "upper_bound_iou": _rounded(upper["iou"]),
             "val_precision": _rounded(val["precision"]), "val_recall": _rounded(val["recall"]),
@@ -67,51 +66,45 @@ def main(
                   [{"class": name, "val_iou": v, "upper_bound_iou": u} for name, v, u in rows])
         plot_per_class_iou({"retrained on DGCN labels": val["iou"], "fully supervised": upper["iou"]}, names,
                            folder / "per_class_iou.png")
-        plot_confusion(results["pseudo"][0], names, folder / "confusion.png", title="val, retrained on DGCN labels")
-        _gallery(manifest, models["pseudo"], results["pseudo"][1], config, folder / "gallery.png")
-    summary("evaluate", **{key: value for key, value in summary_figures.items() if value is not None})
+        plot_confusion(results["retrained"][0].counts, names, folder / "confusion.png",
+                       title="val, retrained on DGCN labels")
+        stores = (CueStore(cues), LabelStore(pseudo_labels), LabelStore(crf_labels))
+        _gallery(data, models["retrained"], results["retrained"][1], stores, settings, crf_kernels,
+                 folder / "gallery.png")
+    summary("evaluate", **{key: value for key, value in figures.items() if value is not None})
 
 
 def _rounded(values) -> list[float | None]:
     return [None if np.isnan(v) else round(float(v), 4) for v in values]
 
 
-def _predict_labels(model: torch.nn.Module, image: np.ndarray, config: EvaluateParams) -> np.ndarray:
-    """(H, W) uint8 prediction at the image's own size: multi-scale + mirror, optionally CRF-refined."""
-    x = normalize(torch.from_numpy(image[None]))
-    probs = predict(model, x, scales=config.scales, flip=config.flip, size=image.shape[:2]).probs[0].numpy()
-    if config.crf:
-        probs = dense_crf(image, probs)
-    return probs.argmax(axis=0).astype(np.uint8)
-
-
-def _evaluate(model: torch.nn.Module, split: Split, num_classes: int,
-              config: EvaluateParams) -> tuple[np.ndarray, list[np.ndarray]]:
+def _evaluate(model: torch.nn.Module, split: Split, num_classes: int, settings: EvaluateParams,
+              crf_kernels: dict[str, float] | None) -> tuple[ConfusionMatrix, list[np.ndarray]]:
     """Confusion matrix over the whole split, and the first few predictions for the gallery."""
-    conf = np.zeros((num_classes, num_classes), dtype=np.int64)
+    scores = ConfusionMatrix(num_classes)
     kept = []
-    for name in tqdm(split.names, desc="evaluate", leave=False):
-        prediction = _predict_labels(model, split.dataset.image(name), config)
-        conf += confusion_matrix(split.dataset.mask(name), prediction, num_classes)
-        if len(kept) < config.gallery_val:
+    for name in progress(split.names, desc="evaluate"):
+        prediction = predict_labels(model, split.dataset.image(name), scales=settings.scales, flip=settings.flip,
+                                    crf_kernels=crf_kernels)
+        scores.add(split.dataset.mask(name), prediction)
+        if len(kept) < settings.gallery_val:
             kept.append(prediction)
-    return conf, kept
+    return scores, kept
 
 
-def _gallery(manifest: Manifest, model: torch.nn.Module, val_predictions: list[np.ndarray], config: EvaluateParams,
-             path: Path) -> None:
+def _gallery(data: Manifest, model: torch.nn.Module, val_predictions: list[np.ndarray],
+             stores: tuple[CueStore, LabelStore, LabelStore], settings: EvaluateParams,
+             crf_kernels: dict[str, float] | None, path: Path) -> None:
     """Image, cues, DGCN pseudo-label, CRF label, retrained prediction, ground truth for a few train and val images."""
-    train, val = manifest.train, manifest.val
-    cue_store = CueStore(ARTIFACTS / "cues" / "cues.zarr")
-    pseudo = LabelStore(ARTIFACTS / "export" / "pseudo_labels.zarr")
-    refined = LabelStore(ARTIFACTS / "crf" / "crf_labels.zarr")
+    train, val = data.train, data.val
+    cue_store, pseudo, refined = stores
     rows, titles = [], []
-    for i, name in enumerate(train.names[:config.gallery_train]):
+    for i, name in enumerate(train.names[:settings.gallery_train]):
         image = train.dataset.image(name)
-        cues = cue_store[i]
-        cue_map = np.where(cues.any(axis=0), cues.shape[0] - 1 - cues[::-1].argmax(axis=0), 255).astype(np.uint8)
-        rows.append([image, resize_labels(cue_map, image.shape[:2]), pseudo[i], refined[i],
-                     _predict_labels(model, image, config), train.dataset.mask(name)])
+        rows.append([image, resize_labels(cue_label_map(cue_store[i]), image.shape[:2]), pseudo[i], refined[i],
+                     predict_labels(model, image, scales=settings.scales, flip=settings.flip,
+                                    crf_kernels=crf_kernels),
+                     train.dataset.mask(name)])
         titles.append(f"train {name}")
     for name, prediction in zip(val.names, val_predictions, strict=False):
         rows.append([val.dataset.image(name), None, None, None, prediction, val.dataset.mask(name)])

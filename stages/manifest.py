@@ -11,8 +11,6 @@ import numpy as np
 from dgcn.data.voc import VOCDataset
 from stages.runtime import read_json
 
-MANIFEST = Path("artifacts/prepare/manifest.json")
-
 
 @dataclass(frozen=True)
 class Split:
@@ -43,17 +41,18 @@ class Split:
 
 @dataclass(frozen=True)
 class Manifest:
-    dataset: str
+    classes: str
     root: Path
     class_names: tuple[str, ...]
     train: Split
     val: Split
 
     @classmethod
-    def load(cls, path: Path = MANIFEST) -> Manifest:
+    def load(cls, path: Path) -> Manifest:
+        """The manifest at `path` (the prepare stage's manifest.json), with a clear error when it is missing."""
         raw = read_json(path, "the prepare stage's manifest")
         root, class_names = Path(raw["root"]), tuple(raw["class_names"])
         splits = {role: Split(VOCDataset(root, entry["split"], class_names), entry["names"],
                               [tuple(size) for size in entry["sizes"]], entry["classes"])
                   for role, entry in raw["splits"].items()}
-        return cls(raw["dataset"], root, class_names, splits["train"], splits["val"])
+        return cls(raw["classes"], root, class_names, splits["train"], splits["val"])

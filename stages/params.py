@@ -1,154 +1,328 @@
-"""One typed loader for params.yaml: each stage declares a dataclass, this module fills and checks it."""
+"""Typed stage params: params.yaml holds the shared defaults of every section, pipelines/<name>.yaml what differs.
+
+A stage loads its section as the defaults section deep-merged with the config's section, validated by a pydantic schema.
+Every problem is a one-line ParamsError naming the file that set the value and the dotted key.
+`python -m stages.params` prints the JSON Schema of the whole params document (committed as docs/params.schema.json).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass
+import difflib
+import json
+import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-
-T = TypeVar("T")
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model, field_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 
 class ParamsError(ValueError):
-    """A parameter is missing, unknown, of the wrong type or out of range; the message names it."""
+    """A params file or value is wrong; the message is one line naming the file and the dotted key."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.splitlines()))
 
 
-def load_section(path: Path, section: str, schema: type[T]) -> T:
-    """Read `section` of the YAML file at `path` into the dataclass `schema`, checking names, types and ranges."""
-    if not path.is_file():
-        raise ParamsError(f"params file not found: {path}")
-    document = yaml.safe_load(path.read_text()) or {}
-    if section not in document:
-        raise ParamsError(f"{path}: missing section '{section}'")
-    return build(schema, document[section], f"{section}")
+class Section(BaseModel):
+    """Base of every schema: unknown keys, NaN/inf and lax coercions (bool -> int, "1" -> 1) are errors."""
+
+    # strict: YAML's `yes` or `"3"` must not silently become 1 or 3; strict floats still take ints, and OptionalPath
+    # relaxes strictness so that paths can be written as strings.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-def build(schema: type[T], values: Any, where: str) -> T:
-    """Recursively turn a mapping into the dataclass `schema`; `where` is the dotted name used in errors."""
-    if not isinstance(values, dict):
-        raise ParamsError(f"{where}: expected a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(schema)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ParamsError(f"{where}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(fields)}")
-    hints = typing.get_type_hints(schema)
-    kwargs = {}
-    for name, field in fields.items():
-        if name not in values:
-            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-                raise ParamsError(f"{where}.{name}: missing")
-            continue
-        kwargs[name] = _coerce(hints[name], values[name], f"{where}.{name}")
-    instance = schema(**kwargs)
-    for name, field in fields.items():
-        bounds = field.metadata.get("range")
-        if bounds is not None:
-            _check_range(getattr(instance, name), bounds, f"{where}.{name}")
-        choices = field.metadata.get("choices")
-        if choices is not None and getattr(instance, name) not in choices:
-            allowed = ", ".join(map(str, choices))
-            raise ParamsError(f"{where}.{name}: {getattr(instance, name)!r} is not one of {allowed}")
-    return instance
+S = TypeVar("S", bound=Section)
+
+OptionalPath = Annotated[Path, Strict(False)] | None
+Probability = Annotated[float, Field(ge=0, le=1)]
+Workers = Annotated[int, Field(ge=0, le=64, description="worker processes (0 = in-process)")]
+InputSize = Annotated[int, Field(ge=32, le=1024, description="images resized to input_size x input_size")]
+Scales = Annotated[list[Annotated[float, Field(ge=0.25, le=4)]], Field(min_length=1, description="test-time scales")]
+Device = Annotated[str, Field(min_length=1, description="cpu (byte-identical artifacts), cuda, cuda:N, or auto")]
+Seed = Annotated[int, Field(ge=0)]
+Epochs = Annotated[int, Field(ge=1)]
+BatchSize = Annotated[int, Field(ge=1)]
 
 
-def param(default: Any = dataclasses.MISSING, *, range: tuple[float | None, float | None] | None = None,  # noqa: A002
-          choices: tuple[Any, ...] | None = None) -> Any:
-    """A dataclass field with an optional closed `range` (None = open end) and allowed `choices`."""
-    metadata = {"range": range, "choices": choices}
-    if isinstance(default, list | dict):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
+class SynthesizeParams(Section):
+    """The embedded generator of a synthetic VOC-layout data set."""
+
+    num_train: int = Field(ge=1)
+    num_val: int = Field(ge=1)
+    image_size: int = Field(ge=64, le=512)
+    seed: Seed
 
 
-def _check_range(value: Any, bounds: tuple[float | None, float | None], where: str) -> None:
-    low, high = bounds
-    for item in value if isinstance(value, list) else [value]:
-        if item is None:
-            continue
-        if (low is not None and item < low) or (high is not None and item > high):
-            raise ParamsError(f"{where}: {item} is out of range [{low}, {high}]")
+class PrepareParams(Section):
+    """Class list and the ImageSets/Segmentation/<split>.txt lists to read."""
+
+    classes: Literal["voc", "synthetic"]
+    train_split: str = Field(min_length=1)
+    val_split: str
 
 
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(option, value, where)
-            except ParamsError as error:
-                errors.append(str(error))
-        raise ParamsError(errors[0])
-    if origin is list:
-        if not isinstance(value, list):
-            raise ParamsError(f"{where}: expected a list, got {value!r}")
-        (item,) = typing.get_args(hint)
-        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if hint is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ParamsError(f"{where}: expected a mapping, got {value!r}")
-        return value
-    if dataclasses.is_dataclass(hint):
-        return build(hint, value, where)
-    if hint is Path:
-        if not isinstance(value, str):
-            raise ParamsError(f"{where}: expected a path string, got {value!r}")
-        return Path(value)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool) and (type(value) is not hint):
-        raise ParamsError(f"{where}: expected {hint.__name__}, got {value!r}")
-    return value
+class GraphCutParams(Section):
+    """Seed growth by per-class graph cut on the kNN feature graph (spec 2.3-2.4)."""
+
+    knn_k: int = Field(ge=2)
+    threshold: Probability = Field(description="grown mask used where P_c > threshold, original cue elsewhere")
+    seed_capacity: float = Field(ge=0)
 
 
-@dataclass
-class DeviceParams:
-    """Where the network runs: "cpu" (byte-identical artifacts), "cuda", "cuda:N", or "auto" (cuda when present)."""
+class DenseCRFParams(Section):
+    """Full-resolution dense-CRF kernels (spec 4), shared by the crf stage, the test-time CRF and training."""
 
-    device: str = param("cpu")
-
-
-@dataclass
-class NetworkParams(DeviceParams):
-    """Which network a training stage builds, and the size its inputs are resized to."""
-
-    arch: str = param("small")
-    arch_options: dict = param({"width": 32})
-    pretrained: str | None = param(None)
-    input_size: int = param(96, range=(32, 1024))
-
-
-@dataclass
-class GraphCutParams:
-    """The graph-cut growth of the cues (spec section 2.3-2.4), shared by training and export."""
-
-    knn_k: int = param(10, range=(2, None))
-    threshold: float = param(0.7, range=(0.0, 1.0))
-    seed_capacity: float = param(10.0, range=(0.0, None))
-
-
-@dataclass
-class DenseCRFParams:
-    """Dense-CRF kernels; `scale` multiplies both sxy (1/12 for the training-time CRF on the output grid)."""
-
-    gaussian_sxy: float = param(3.0, range=(0.0, None))
-    gaussian_compat: float = param(3.0, range=(0.0, None))
-    bilateral_sxy: float = param(80.0, range=(0.0, None))
-    bilateral_srgb: float = param(13.0, range=(0.0, None))
-    bilateral_compat: float = param(10.0, range=(0.0, None))
-    iterations: int = param(10, range=(1, None))
-    scale: float = param(1.0, range=(1e-3, 10.0))
+    gaussian_sxy: float = Field(gt=0)
+    gaussian_compat: float = Field(ge=0)
+    bilateral_sxy: float = Field(gt=0)
+    bilateral_srgb: float = Field(gt=0)
+    bilateral_compat: float = Field(ge=0)
+    iterations: int = Field(ge=0, le=100)
 
     def kernels(self) -> dict[str, float]:
         """The keyword arguments of `dgcn.crf.dense_crf`."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(DenseCRFParams)}
+        return self.model_dump()
+
+
+class OptimizerParams(Section):
+    """The optimizer of a training stage."""
+
+    name: Literal["sgd", "adamw"]
+    lr: float = Field(gt=0, le=1)
+    weight_decay: float = Field(ge=0, le=1)
+    momentum: float = Field(ge=0, lt=1)
+    head_lr_mult: float = Field(ge=1, description="learning-rate multiplier of the classifier head")
+
+
+class NetworkParams(Section):
+    """Which network a training stage builds, where it runs and the size its inputs are resized to."""
+
+    arch: str = Field(min_length=1, description="network by name: small, deeplab_v2, deeplab_v3, hrnet")
+    arch_options: dict[str, Any] = Field(description="keyword arguments of the network builder")
+    pretrained: str | None = Field(description='backbone weights: a file, or "imagenet" (local cache only)')
+    device: Device
+    input_size: InputSize
+
+
+class CuesParams(NetworkParams):
+    """The cue classifier and the CAM thresholds that turn it into localization cues."""
+
+    epochs: Epochs
+    batch_size: BatchSize
+    optimizer: OptimizerParams
+    fg_threshold: Probability = Field(description="foreground cue: max-normalised CAM >= this")
+    bg_threshold: Probability = Field(description="background cue: every present class's normalised CAM < this")
+    saliency_dir: OptionalPath = Field(description="folder of <id>.png saliency maps, or null")
+    saliency_threshold: Probability
+    cam_background: Probability = Field(description="background score of the plain-CAM baseline")
+    published_cues: OptionalPath = Field(description="a DSRG/DGCN cue pickle to import instead of our own cues")
+    published_list: OptionalPath = Field(description="its input_list.txt")
+    seed: Seed
+
+
+class TrainDGCNParams(NetworkParams):
+    """The DGCN segmentation network trained on cues grown by graph cut."""
+
+    init_from_classifier: bool = Field(description="start from the cue classifier's trunk instead of `pretrained`")
+    epochs: Epochs
+    batch_size: BatchSize
+    optimizer: OptimizerParams
+    warmup_iters: int = Field(ge=0, description="linear warm-up, then x decay_gamma every decay_every_epochs")
+    decay_every_epochs: int = Field(ge=1)
+    decay_gamma: float = Field(gt=0, le=1)
+    crf_scale: float = Field(gt=0, le=1, description="training-time CRF on the feature grid: dense_crf sxy x this")
+    workers: Workers
+    seed: Seed
+
+    @field_validator("optimizer")
+    @classmethod
+    def _sgd_only(cls, optimizer: OptimizerParams) -> OptimizerParams:
+        if optimizer.name != "sgd":
+            # ctx "key" makes the error name optimizer.name, so that it blames the file that set the name
+            raise PydanticCustomError(
+                "sgd_only", "the DGCN schedule is SGD with warm-up and step decay: name must be 'sgd'", {"key": "name"}
+            )
+        return optimizer
+
+
+class ExportParams(Section):
+    """Multi-scale inference of the trained DGCN and graph-cut export of its pseudo-labels."""
+
+    device: Device
+    input_size: InputSize
+    scales: Scales
+    flip: bool
+    batch_size: BatchSize
+    workers: Workers
+    shard_images: int = Field(ge=1, description="images per Zarr shard file")
+
+
+class CRFStageParams(Section):
+    """Dense-CRF refinement of the exported pseudo-labels."""
+
+    label_confidence: float = Field(gt=0, le=1, description="unary of a hard pseudo-label: probability on the label")
+    workers: Workers
+
+
+class RetrainParams(NetworkParams):
+    """The final segmentation network retrained on the CRF-refined pseudo-labels."""
+
+    epochs: Epochs
+    batch_size: BatchSize
+    optimizer: OptimizerParams
+    seed: Seed
+
+
+class EvaluateParams(Section):
+    """Validation mIoU and the prediction galleries."""
+
+    device: Device
+    scales: Scales
+    flip: bool
+    crf: bool = Field(description="refine val predictions with the dense_crf kernels")
+    gallery_train: int = Field(ge=1, le=50)
+    gallery_val: int = Field(ge=0, le=50)
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "synthesize": SynthesizeParams,
+    "prepare": PrepareParams,
+    "graph_cut": GraphCutParams,
+    "dense_crf": DenseCRFParams,
+    "cues": CuesParams,
+    "train_dgcn": TrainDGCNParams,
+    "export": ExportParams,
+    "crf": CRFStageParams,
+    "retrain": RetrainParams,
+    "evaluate": EvaluateParams,
+}
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when built with it: 10x faster
+    """PyYAML (YAML 1.1) reads `1e-4` as a string; DVC's YAML 1.2 reads it as a float, and so do we."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def merge(base: dict, override: dict) -> dict:
+    """`base` with `override` on top: mappings merged key by key, recursively; any other value (lists too) replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_params(section: str, schema: type[S], *, config: Path | None, defaults: Path = Path("params.yaml")) -> S:
+    """Section `section` of `defaults` deep-merged with the same section of `config` (if any), checked by `schema`."""
+    values = _section(_read(defaults), section, defaults, hint="")
+    overrides = {}
+    if config is not None:
+        overrides = _section(_read(config), section, config, hint=f" (write '{section}: {{}}' when nothing differs)")
+    try:
+        return schema.model_validate(merge(values, overrides))
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise ParamsError(_explain(first, section, schema, overrides, defaults=defaults, config=config)) from None
+
+
+def json_schema() -> dict:
+    """JSON Schema of the whole params document: the DVC templating vars and every section."""
+    document = create_model(
+        "ParamsDocument",
+        __base__=Section,
+        __doc__="params.yaml: the shared defaults of every stage section (pipelines/<name>.yaml overrides them).",
+        datasets=(list[str], Field(min_length=1, description="the data sets `dvc repro` runs (a DVC var)")),
+        synthetic_datasets=(list[str], Field(description="those the `synthesize` stage generates (a DVC var)")),
+        **{name: (schema, ...) for name, schema in SECTIONS.items()},
+    )
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **document.model_json_schema()}
+
+
+def _read(path: Path) -> dict:
+    """The YAML mapping of sections in `path`."""
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}")
+    try:
+        document = yaml.load(path.read_bytes(), Loader=_Loader)  # a SafeLoader: no arbitrary objects
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else f"{path}"
+        raise ParamsError(f"{where}: malformed YAML: {error.problem or error.context}") from error
+    except yaml.YAMLError as error:  # e.g. undecodable bytes: no line/column mark
+        raise ParamsError(f"{path}: malformed YAML: {error}") from error
+    if document is None:  # an empty file: every section is then reported missing
+        return {}
+    if not isinstance(document, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections (got {type(document).__name__})")
+    return document
+
+
+def _section(document: dict, name: str, path: Path, *, hint: str) -> dict:
+    """Section `name` of a params document, which must be a mapping."""
+    if name not in document:
+        raise ParamsError(f"{path}: missing section '{name}'{hint}")
+    values = document[name]
+    if not isinstance(values, dict):
+        raise ParamsError(f"{path}: section '{name}' must be a mapping (got {values!r})")
+    return values
+
+
+def _explain(error: ErrorDetails, section: str, schema: type[Section], overrides: dict, *, defaults: Path,
+             config: Path | None) -> str:
+    """One line for a pydantic error: the file that set the value, the dotted key, the problem and the value."""
+    loc = tuple(error["loc"])
+    value = error.get("input")
+    key = (error.get("ctx") or {}).get("key")
+    if key is not None:  # a group's validator blaming one of the group's keys
+        loc += (key,)
+        value = value.get(key) if isinstance(value, dict) else getattr(value, key, value)
+    kind = error["type"]
+    if kind == "missing":
+        message = "missing"
+    elif kind == "extra_forbidden":
+        known = _field_names(schema, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        message = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+        message = f"unknown parameter; {message}"
+    elif kind == "finite_number":
+        message = f"must be a finite number (got {value!r})"
+    else:
+        message = f"{error['msg'][:1].lower()}{error['msg'][1:]} (got {value!r})"
+    source = config if config is not None and _sets(overrides, loc) else defaults
+    dotted = section + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    return f"{source}: {dotted}: {message}"
+
+
+def _sets(overrides: dict, loc: tuple) -> bool:
+    """Whether the config's section sets the value at `loc`."""
+    node: Any = overrides
+    for part in loc:
+        if not isinstance(node, dict):  # a list or scalar the config wrote replaced the default whole
+            return True
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _field_names(schema: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names of the (nested) model at `loc` of `schema`."""
+    model: Any = schema
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        model = field.annotation if field is not None else None
+    return list(getattr(model, "model_fields", {}))
+
+
+if __name__ == "__main__":
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))

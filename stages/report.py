@@ -1,4 +1,4 @@
-"""`report`: print the pipeline's summary (artifacts/evaluate/summary.json) as a table."""
+"""`report`: print a data set's summary (the evaluate stage's summary.json) as a table."""
 
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ ROWS = (
 )
 
 
-def main(summary: Path = typer.Option(Path("artifacts/evaluate/summary.json"), help="the evaluate stage's summary")
-         ) -> None:
+def main(summary: Path = typer.Option(..., help="the evaluate stage's summary.json of a data set")) -> None:
     """Print the stage-by-stage mIoU table and the retrained/upper-bound ratio."""
     figures = read_json(summary, "the evaluate stage's summary")
     width = max(len(text) for _, text in ROWS)

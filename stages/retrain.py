@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -15,62 +13,49 @@ from dgcn.models.registry import build_segmenter
 from dgcn.storage import LabelStore, staged_directory
 from dgcn.training.supervised import train_segmenter
 from stages.manifest import Manifest
-from stages.params import NetworkParams, load_section, param
+from stages.options import CONFIG, DEFAULTS, MANIFEST
+from stages.params import RetrainParams, load_params
 from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
 
 
-class LabelSource(StrEnum):
-    pseudo = "pseudo"
-    gt = "gt"
-
-
-@dataclass
-class RetrainParams(NetworkParams):
-    epochs: int = param(24, range=(1, None))
-    batch_size: int = param(16, range=(1, None))
-    lr: float = param(0.004, range=(0.0, 1.0))
-    weight_decay: float = param(0.0001, range=(0.0, 1.0))
-    optimizer: str = param("adamw", choices=("adamw", "sgd"))
-    momentum: float = param(0.9, range=(0.0, 1.0))
-    head_lr_mult: float = param(10.0, range=(1.0, None))
-    seed: int = param(0, range=(0, None))
-
-
-CRF_LABELS = Path("artifacts/crf/crf_labels.zarr")
-
-
 def main(
-    labels: LabelSource = typer.Option(LabelSource.pseudo, help="train on CRF pseudo-labels, or on ground truth "
-                                                                "(the fully-supervised upper bound)"),
-    params: Path = typer.Option(Path("params.yaml"), help="params file (section `retrain`)"),
-    out: Path = typer.Option(None, help="output folder [default: artifacts/retrain/<labels>]"),
+    out: Path = typer.Option(..., help="folder for model.pt, metrics.json, train_log.csv"),
+    labels: Path = typer.Option(None, help="a label store to train on (the crf stage's crf_labels.zarr)"),
+    ground_truth: bool = typer.Option(False, "--ground-truth", help="train on the ground-truth masks instead: the "
+                                                                    "fully-supervised upper bound"),
+    manifest: Path = MANIFEST,
+    config: Path = CONFIG,
+    defaults: Path = DEFAULTS,
 ) -> None:
     """Retrain DeepLab (by name in params) with cross-entropy on dense labels, 255 ignored."""
-    config = load_section(params, "retrain", RetrainParams)
-    out = out or Path("artifacts/retrain") / labels.value
-    manifest = Manifest.load()
-    train = manifest.train
+    if (labels is None) != ground_truth:
+        raise ValueError("retrain: give exactly one of --labels <store> and --ground-truth")
+    settings = load_params("retrain", RetrainParams, config=config, defaults=defaults)
+    data = Manifest.load(manifest)
+    train = data.train
     set_threads()
-    seed_everything(config.seed)
-    if labels is LabelSource.pseudo:
-        store = LabelStore(CRF_LABELS)
-        train.check_store(store.names, CRF_LABELS, "crf")
-        load_labels, inputs = (lambda name: store[store.index(name)]), [CRF_LABELS]
+    seed_everything(settings.seed)
+    if labels is not None:
+        store = LabelStore(labels)
+        train.check_store(store.names, labels, "crf")
+        load_labels, inputs = (lambda name: store[store.index(name)]), [labels]
     else:
-        load_labels, inputs = train.dataset.mask, [manifest.root / "SegmentationClassAug"]
-    images = load_stack(train.dataset.image, train.names, config.input_size, desc="train images")
-    targets = load_stack(load_labels, train.names, config.input_size, labels=True, desc="train labels")
-    model = build_segmenter(config.arch, len(manifest.class_names), pretrained=config.pretrained,
-                            **config.arch_options).to(resolve_device(config.device, "retrain.device"))
-    checkpoint = checkpoint_path(f"retrain_{labels.value}", config,
-                                 [Path("artifacts/prepare/manifest.json"), *inputs])
-    history = train_segmenter(model, images, targets, epochs=config.epochs, batch_size=config.batch_size,
-                              lr=config.lr, weight_decay=config.weight_decay, seed=config.seed, checkpoint=checkpoint,
-                              optimizer=config.optimizer, momentum=config.momentum, head_lr_mult=config.head_lr_mult)
+        load_labels, inputs = train.dataset.mask, [data.root / "SegmentationClassAug"]
+    images = load_stack(train.dataset.image, train.names, settings.input_size, desc="train images")
+    targets = load_stack(load_labels, train.names, settings.input_size, labels=True, desc="train labels")
+    model = build_segmenter(settings.arch, len(data.class_names), pretrained=settings.pretrained,
+                            **settings.arch_options).to(resolve_device(settings.device, "retrain.device"))
+    checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs])
+    optimizer = settings.optimizer
+    history = train_segmenter(model, images, targets, epochs=settings.epochs, batch_size=settings.batch_size,
+                              lr=optimizer.lr, weight_decay=optimizer.weight_decay, seed=settings.seed,
+                              checkpoint=checkpoint, optimizer=optimizer.name, momentum=optimizer.momentum,
+                              head_lr_mult=optimizer.head_lr_mult)
     with staged_directory(out) as folder:
-        save_model(folder / "model.pt", model, kind="segmenter", arch=config.arch,
-                   num_outputs=len(manifest.class_names), options=config.arch_options)
+        save_model(folder / "model.pt", model, kind="segmenter", arch=settings.arch,
+                   num_outputs=len(data.class_names), options=settings.arch_options)
         write_csv(folder / "train_log.csv", history.epochs)
         write_json(folder / "metrics.json", {"final_loss": history.epochs[-1]["loss"], "labelled_fraction":
                                           round(float(np.mean(targets != 255)), 4)})
-    summary(f"retrain ({labels.value})", epochs=config.epochs, loss=history.epochs[-1]["loss"])
+    summary("retrain", labels="ground truth" if ground_truth else labels, epochs=settings.epochs,
+            loss=history.epochs[-1]["loss"])

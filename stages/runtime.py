@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 import typer
+from pydantic import BaseModel
 
 import dgcn
 import stages
@@ -74,10 +74,11 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def checkpoint_path(stage: str, config: Any, inputs: list[Path], scratch: Path = Path(".scratch")) -> Path:
+def checkpoint_path(stage: str, settings: list[BaseModel], inputs: list[Path],
+                    scratch: Path = Path(".scratch")) -> Path:
     """Where a resumable stage keeps its last checkpoint: keyed by a hash of its params, its input files' bytes and
     the code (so a checkpoint of older code is never resumed)."""
-    digest = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(json.dumps([part.model_dump(mode="json") for part in settings], sort_keys=True).encode())
     code = [Path(module.__file__).parent for module in (dgcn, stages)]
     for root in [*inputs, *code]:
         files = [root] if root.is_file() else root.rglob("*")

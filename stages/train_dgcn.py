@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,66 +15,55 @@ from dgcn.storage import staged_directory
 from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
 from stages.manifest import Manifest
-from stages.params import DenseCRFParams, GraphCutParams, NetworkParams, load_section, param
+from stages.options import CONFIG, DEFAULTS, MANIFEST
+from stages.params import DenseCRFParams, GraphCutParams, TrainDGCNParams, load_params
 from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
 
 
-@dataclass
-class TrainDGCNParams(NetworkParams, GraphCutParams):
-    init_from_classifier: bool = param(True)
-    epochs: int = param(10, range=(1, None))
-    batch_size: int = param(16, range=(1, None))
-    lr: float = param(0.01, range=(0.0, 1.0))
-    momentum: float = param(0.9, range=(0.0, 1.0))
-    weight_decay: float = param(0.0005, range=(0.0, 1.0))
-    head_lr_mult: float = param(10.0, range=(0.0, None))
-    warmup_iters: int = param(50, range=(0, None))
-    decay_every_epochs: int = param(3, range=(1, None))
-    decay_gamma: float = param(0.3, range=(0.0, 1.0))
-    workers: int = param(2, range=(0, 64))
-    crf: DenseCRFParams = field(default_factory=DenseCRFParams)
-    seed: int = param(0, range=(0, None))
-
-
-CUES = Path("artifacts/cues/cues.zarr")
-CLASSIFIER = Path("artifacts/cues/classifier.pt")
-
-
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file (section `train_dgcn`)"),
-    out: Path = typer.Option(Path("artifacts/train_dgcn"), help="folder for model.pt, metrics.json, train_log.csv"),
+    cues: Path = typer.Option(..., help="the cues stage's cues.zarr"),
+    classifier: Path = typer.Option(..., help="the cues stage's classifier.pt (its trunk starts the network)"),
+    out: Path = typer.Option(..., help="folder for model.pt, metrics.json, train_log.csv, train_steps.csv"),
+    manifest: Path = MANIFEST,
+    config: Path = CONFIG,
+    defaults: Path = DEFAULTS,
 ) -> None:
     """DGCN training: kNN feature graph + per-class graph cut grow the cues; seeding + constrain loss; SGD."""
-    config = load_section(params, "train_dgcn", TrainDGCNParams)
-    manifest = Manifest.load()
-    cue_store = CueStore(CUES)
+    settings = load_params("train_dgcn", TrainDGCNParams, config=config, defaults=defaults)
+    cut = load_params("graph_cut", GraphCutParams, config=config, defaults=defaults)
+    kernels = load_params("dense_crf", DenseCRFParams, config=config, defaults=defaults)
+    data = Manifest.load(manifest)
+    cue_store = CueStore(cues)
     set_threads()
-    seed_everything(config.seed)
-    train = manifest.train
-    train.check_store(cue_store.names, CUES, "cues")
-    model = build_segmenter(config.arch, len(manifest.class_names), pretrained=config.pretrained, **config.arch_options)
-    if config.init_from_classifier:
-        model.load_trunk_from(load_model(CLASSIFIER, "classifier"))
-    model.to(resolve_device(config.device, "train_dgcn.device"))
-    cues = np.stack(list(cue_store))
-    grid = cues.shape[-1]
-    images = load_stack(train.dataset.image, train.names, config.input_size, desc="train images")
+    seed_everything(settings.seed)
+    train = data.train
+    train.check_store(cue_store.names, cues, "cues")
+    model = build_segmenter(settings.arch, len(data.class_names), pretrained=settings.pretrained,
+                            **settings.arch_options)
+    if settings.init_from_classifier:
+        model.load_trunk_from(load_model(classifier, "classifier"))
+    model.to(resolve_device(settings.device, "train_dgcn.device"))
+    seeds = np.stack(list(cue_store))
+    grid = seeds.shape[-1]
+    images = load_stack(train.dataset.image, train.names, settings.input_size, desc="train images")
     grid_images = load_stack(train.dataset.image, train.names, grid, desc="grid images")
-    schedule = SGDSchedule(lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                           head_lr_mult=config.head_lr_mult, warmup_iters=config.warmup_iters,
-                           decay_every_epochs=config.decay_every_epochs, decay_gamma=config.decay_gamma)
-    checkpoint = checkpoint_path("train_dgcn", config, [Path("artifacts/prepare/manifest.json"), CUES, CLASSIFIER])
-    with SupervisionPool(workers=config.workers, k=config.knn_k, threshold=config.threshold,
-                         seed_capacity=config.seed_capacity, crf_params=config.crf.kernels()) as pool:
-        history = train_dgcn(model, images, grid_images, cues, cue_store.image_labels, pool, schedule,
-                             epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
+    optimizer = settings.optimizer
+    schedule = SGDSchedule(lr=optimizer.lr, momentum=optimizer.momentum, weight_decay=optimizer.weight_decay,
+                           head_lr_mult=optimizer.head_lr_mult, warmup_iters=settings.warmup_iters,
+                           decay_every_epochs=settings.decay_every_epochs, decay_gamma=settings.decay_gamma)
+    checkpoint = checkpoint_path("train_dgcn", [settings, cut, kernels], [manifest, cues, classifier])
+    with SupervisionPool(workers=settings.workers, k=cut.knn_k, threshold=cut.threshold,
+                         seed_capacity=cut.seed_capacity,
+                         crf_params={**kernels.kernels(), "scale": settings.crf_scale}) as pool:
+        history = train_dgcn(model, images, grid_images, seeds, cue_store.image_labels, pool, schedule,
+                             epochs=settings.epochs, batch_size=settings.batch_size, seed=settings.seed,
                              checkpoint=checkpoint)
     with staged_directory(out) as folder:
-        save_model(folder / "model.pt", model, kind="segmenter", arch=config.arch,
-                   num_outputs=len(manifest.class_names), options=config.arch_options)
+        save_model(folder / "model.pt", model, kind="segmenter", arch=settings.arch,
+                   num_outputs=len(data.class_names), options=settings.arch_options)
         write_csv(folder / "train_log.csv", history.epochs)
         write_csv(folder / "train_steps.csv", history.steps)
         final = history.epochs[-1]
         write_json(folder / "metrics.json", {"final_loss": final["loss"], "final_seeding_loss": final["seeding"],
-                                          "final_constrain_loss": final["constrain"], "epochs": config.epochs})
-    summary("train-dgcn", epochs=config.epochs, loss=final["loss"])
+                                          "final_constrain_loss": final["constrain"], "epochs": settings.epochs})
+    summary("train-dgcn", epochs=settings.epochs, loss=final["loss"])

@@ -1,6 +1,7 @@
 """Fixtures shared by several test modules."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,3 +15,9 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def voc_mini() -> Path:
+    """10 real PASCAL VOC 2012 photos with masks, vendored in the repository (tests/data/voc-mini/README.md)."""
+    return Path(__file__).resolve().parent / "data" / "voc-mini"

@@ -11,6 +11,7 @@ import pytest
 from dgcn.cues import (
     CueQuality,
     CueStore,
+    cue_label_map,
     cue_quality,
     cues_from_cams,
     export_published_cues,
@@ -208,3 +209,25 @@ def test_cue_quality_rejects_mismatch() -> None:
         cue_quality(np.zeros((3, 4, 4), np.uint8), np.zeros((5, 5), np.uint8))
     with pytest.raises(ValueError, match="outside 0..2"):
         cue_quality(np.zeros((3, 2, 2), np.uint8), np.full((2, 2), 3, np.uint8))
+
+
+# cue label map
+
+
+def test_cue_label_map_takes_the_highest_seeded_class_and_255_where_unlabelled() -> None:
+    cues = np.zeros((3, 2, 3), dtype=np.uint8)
+    cues[0, 0, 0] = 1
+    cues[1, 0, 1] = cues[2, 0, 1] = 1  # multi-hot: the higher class, as the graph cut's terminals use it
+    cues[0, 1, 2] = cues[1, 1, 2] = 1
+    label_map = cue_label_map(cues)
+    assert label_map.dtype == np.uint8 and label_map.shape == (2, 3)
+    assert label_map.tolist() == [[0, 2, 255], [255, 255, 1]]
+
+
+def test_cue_label_map_equals_the_reversed_argmax_on_random_multi_hot_cues() -> None:
+    cues = (np.random.default_rng(2).random((5, 7, 6)) < 0.2).astype(np.uint8)
+    # The formula the gallery used before: last maximum along the classes, 255 where no class is seeded.
+    reversed_argmax = np.where(cues.any(axis=0), cues.shape[0] - 1 - cues[::-1].argmax(axis=0), 255)
+    assert np.array_equal(cue_label_map(cues), reversed_argmax.astype(np.uint8))
+    with pytest.raises(ValueError, match=r"\(C, h, w\)"):
+        cue_label_map(cues[0])

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dgcn.metrics import confusion_matrix, scores
+from dgcn.metrics import ConfusionMatrix, confusion_matrix, scores
 
 
 def test_confusion_matrix_counts_rows_as_ground_truth_and_skips_ignore():
@@ -81,3 +81,33 @@ def test_negative_ignore_index():
     gt = np.array([[-1, 0], [1, 1]])
     pred = np.array([[7, 0], [0, 1]])
     assert confusion_matrix(gt, pred, 2, ignore_index=-1).tolist() == [[1, 0], [1, 1]]
+
+
+def test_confusion_accumulator_equals_the_summed_matrices_and_rounds_miou():
+    rng = np.random.default_rng(5)
+    gts = [rng.integers(0, 4, size) for size in ((7, 9), (5, 5), (11, 3))]
+    preds = [rng.integers(0, 4, gt.shape) for gt in gts]
+    gts[1][0] = 255  # ignored row
+    matrix = ConfusionMatrix(4)
+    assert matrix.counts.shape == (4, 4) and matrix.counts.dtype == np.int64 and not matrix.counts.any()
+    assert math.isnan(matrix.miou())
+    for gt, pred in zip(gts, preds, strict=True):
+        matrix.add(gt, pred.astype(np.uint8))
+    expected = sum(confusion_matrix(gt, pred, 4) for gt, pred in zip(gts, preds, strict=True))
+    assert matrix.counts.dtype == np.int64 and np.array_equal(matrix.counts, expected)
+    assert matrix.miou() == round(float(scores(expected)["miou"]), 4)
+    assert matrix.miou() != scores(expected)["miou"]  # really rounded (this draw's mIoU has more than 4 decimals)
+    assert np.array_equal(matrix.scores()["iou"], scores(expected)["iou"])
+
+
+def test_confusion_accumulators_merge_and_reject_other_class_counts():
+    first, second = ConfusionMatrix(2), ConfusionMatrix(2)
+    first.add(np.array([0, 1]), np.array([0, 0]))
+    second.add(np.array([1, 1, 255]), np.array([1, 1, 0]))
+    first += second
+    assert first.counts.tolist() == [[1, 0], [1, 2]] and second.counts.tolist() == [[0, 0], [0, 2]]
+    assert first.miou() == round((1 / 2 + 2 / 3) / 2, 4)
+    with pytest.raises(ValueError, match="3-class"):
+        first += ConfusionMatrix(3)
+    with pytest.raises(ValueError, match="prediction value 2"):
+        first.add(np.array([0]), np.array([2]))

@@ -1,55 +1,178 @@
-"""The typed params loader: every bad parameter is named."""
+"""The params loader: defaults merged with a data set's config, validated, and every problem named in one line."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from stages.params import ParamsError, load_section, param
+from stages.params import (
+    SECTIONS,
+    CuesParams,
+    DenseCRFParams,
+    ParamsError,
+    Section,
+    TrainDGCNParams,
+    json_schema,
+    load_params,
+    merge,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-@dataclass
-class Inner:
-    iterations: int = param(10, range=(1, None))
-
-
-@dataclass
-class Example:
-    lr: float = param(0.1, range=(0.0, 1.0))
-    scales: list[float] = param([1.0], range=(0.25, 4.0))
-    arch: str = param("small", choices=("small", "big"))
-    root: Path | None = param(None)
-    inner: Inner = field(default_factory=Inner)
-
-
-def load(tmp_path: Path, text: str) -> Example:
+@pytest.fixture
+def defaults(tmp_path: Path) -> Path:
+    """A copy of the committed params.yaml in tmp_path (valid: see test_committed_configs_load_every_section)."""
     path = tmp_path / "params.yaml"
-    path.write_text(text)
-    return load_section(path, "stage", Example)
+    path.write_text((ROOT / "params.yaml").read_text())
+    return path
 
 
-def test_defaults_types_and_nesting(tmp_path: Path) -> None:
-    config = load(tmp_path, "stage:\n  lr: 1\n  root: data/x\n  inner: {iterations: 3}\n")
-    assert config.lr == 1.0 and isinstance(config.lr, float)
-    assert config.root == Path("data/x") and config.inner.iterations == 3 and config.scales == [1.0]
+def write(path: Path, content: str | dict) -> Path:
+    """Write YAML text, or a document dumped as YAML, to `path`."""
+    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+    return path
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("stage:\n  lr: 2.0\n", r"stage\.lr: 2\.0 is out of range \[0\.0, 1\.0\]"),
-    ("stage:\n  scales: [1.0, 9.0]\n", r"stage\.scales: 9\.0 is out of range"),
-    ("stage:\n  arch: huge\n", r"stage\.arch: 'huge' is not one of small, big"),
-    ("stage:\n  lr: fast\n", r"stage\.lr: expected float, got 'fast'"),
-    ("stage:\n  inner: {iterations: 0}\n", r"stage\.inner\.iterations: 0 is out of range"),
-    ("stage:\n  speed: 3\n", r"stage: unknown parameter\(s\) speed"),
-    ("other: {}\n", r"missing section 'stage'"),
+def fails(section: str, *, defaults: Path, config: Path | None, schema: type[Section] | None = None) -> str:
+    """The one-line ParamsError message of loading `section`."""
+    with pytest.raises(ParamsError) as caught:
+        load_params(section, schema or SECTIONS[section], config=config, defaults=defaults)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("config", [None, *sorted(ROOT.glob("pipelines/*.yaml"))], ids=lambda c: getattr(c, "stem", c))
+def test_committed_configs_load_every_section(config: Path | None) -> None:
+    # synthesize runs only for the synthetic data sets; every other stage runs for every data set
+    names = set(SECTIONS)
+    if config is not None and config.stem not in DEFAULTS["synthetic_datasets"]:
+        names.discard("synthesize")
+    for name in sorted(names):
+        params = load_params(name, SECTIONS[name], config=config, defaults=ROOT / "params.yaml")
+        assert isinstance(params, SECTIONS[name])
+
+
+def test_merge_merges_mappings_and_replaces_everything_else() -> None:
+    base = {"a": {"x": 1, "y": {"p": 1, "q": 2}}, "scales": [1, 2, 3], "b": {"z": 1}, "c": None}
+    override = {"a": {"y": {"q": 3}}, "scales": [4], "b": 5, "c": {"n": 1}, "d": 6}
+    assert merge(base, override) == {"a": {"x": 1, "y": {"p": 1, "q": 3}}, "scales": [4], "b": 5, "c": {"n": 1}, "d": 6}
+    assert base["a"]["y"] == {"p": 1, "q": 2}  # inputs untouched
+
+
+def test_config_value_wins_and_nested_groups_merge(tmp_path: Path, defaults: Path) -> None:
+    text = "train_dgcn:\n  epochs: 3\n  optimizer: {lr: 1e-3}\n  arch_options: {width: 8}\n"
+    config = write(tmp_path / "x.yaml", text)
+    params = load_params("train_dgcn", TrainDGCNParams, config=config, defaults=defaults)
+    assert params.epochs == 3 and params.optimizer.lr == 1e-3  # YAML 1.2 float, as DVC reads it
+    assert params.optimizer.momentum == DEFAULTS["train_dgcn"]["optimizer"]["momentum"]  # the rest of the group
+    assert params.arch_options == {"width": 8} and params.decay_gamma == DEFAULTS["train_dgcn"]["decay_gamma"]
+    with pytest.raises(ValueError, match="frozen"):
+        params.epochs = 4  # type: ignore[misc]
+
+
+def test_types_paths_and_floats(tmp_path: Path, defaults: Path) -> None:
+    config = write(tmp_path / "x.yaml", "cues: {saliency_dir: sal/maps, optimizer: {lr: 1}}\n")
+    params = load_params("cues", CuesParams, config=config, defaults=defaults)
+    assert params.saliency_dir == Path("sal/maps") and params.published_cues is None
+    assert params.optimizer.lr == 1.0
+
+
+def test_crf_kernels_are_dense_crf_keyword_arguments(defaults: Path) -> None:
+    from dgcn.crf import dense_crf
+
+    kernels = load_params("dense_crf", DenseCRFParams, config=None, defaults=defaults).kernels()
+    assert len(kernels) == 6
+    inspect.signature(dense_crf).bind(None, None, **kernels)  # TypeError on a name dense_crf does not take
+
+
+@pytest.mark.parametrize(("section", "text", "message"), [
+    ("train_dgcn", "train_dgcn: {optimizer: {lr: -1}}",
+     "train_dgcn.optimizer.lr: input should be greater than 0 (got -1)"),
+    ("train_dgcn", "train_dgcn: {optimizer: {lr: .nan}}", "train_dgcn.optimizer.lr: must be a finite number (got nan)"),
+    ("dense_crf", "dense_crf: {bilateral_sxy: .inf}", "dense_crf.bilateral_sxy: must be a finite number (got inf)"),
+    ("cues", "cues: {epochs: true}", "cues.epochs: input should be a valid integer (got True)"),
+    ("graph_cut", "graph_cut: {threshold: '0.5'}", "graph_cut.threshold: input should be a valid number (got '0.5')"),
+    ("evaluate", "evaluate: {scales: []}",
+     "evaluate.scales: list should have at least 1 item after validation, not 0 (got [])"),
+    ("export", "export: {scales: [1.0, 5]}", "export.scales[1]: input should be less than or equal to 4 (got 5)"),
+    ("prepare", "prepare: {classes: coco}", "prepare.classes: input should be 'voc' or 'synthetic' (got 'coco')"),
+    ("retrain", "retrain: {optimizer: 3}",
+     "retrain.optimizer: input should be a valid dictionary or instance of OptimizerParams (got 3)"),
+    ("train_dgcn", "train_dgcn: {optimizer: {name: adamw}}",
+     "train_dgcn.optimizer.name: the DGCN schedule is SGD with warm-up and step decay: name must be 'sgd' "
+     "(got 'adamw')"),
+    ("cues", "cues: {epoch: 3}", "cues.epoch: unknown parameter; did you mean 'epochs'?"),
+    ("retrain", "retrain: {optimizer: {momentun: 0.5}}",
+     "retrain.optimizer.momentun: unknown parameter; did you mean 'momentum'?"),
+    ("crf", "crf: {zzz: 1}", "crf.zzz: unknown parameter; known: label_confidence, workers"),
 ])
-def test_bad_params_are_named(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(ParamsError, match=message):
-        load(tmp_path, text)
+def test_bad_config_value_names_config_file_and_key(tmp_path: Path, defaults: Path, section: str, text: str,
+                                                     message: str) -> None:
+    config = write(tmp_path / "x.yaml", text)
+    assert fails(section, defaults=defaults, config=config) == f"{config}: {message}"
 
 
-def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ParamsError, match="params file not found"):
-        load_section(tmp_path / "nope.yaml", "stage", Example)
+def test_bad_default_names_defaults_file(tmp_path: Path, defaults: Path) -> None:
+    document = yaml.safe_load(defaults.read_text())
+    document["export"]["workers"] = 100
+    document["train_dgcn"]["optimizer"]["name"] = "adamw"
+    del document["evaluate"]["flip"]
+    write(defaults, document)
+    # the config sets keys beside the bad ones, so the blame must follow the exact key, not the group
+    config = write(tmp_path / "x.yaml", "export: {batch_size: 2}\ntrain_dgcn: {optimizer: {lr: 0.1}}\nevaluate: {}\n")
+    assert fails("export", defaults=defaults, config=config) == (
+        f"{defaults}: export.workers: input should be less than or equal to 64 (got 100)")
+    assert fails("train_dgcn", defaults=defaults, config=config).startswith(f"{defaults}: train_dgcn.optimizer.name: ")
+    assert fails("evaluate", defaults=defaults, config=config) == f"{defaults}: evaluate.flip: missing"
+
+
+def test_missing_files(tmp_path: Path, defaults: Path) -> None:
+    nope = tmp_path / "nope.yaml"
+    assert fails("crf", defaults=nope, config=None) == f"params file not found: {nope}"
+    missing = tmp_path / "pipelines" / "nope.yaml"
+    assert fails("crf", defaults=defaults, config=missing) == f"params file not found: {missing}"
+
+
+def test_malformed_yaml_names_line_and_column(tmp_path: Path, defaults: Path) -> None:
+    config = write(tmp_path / "x.yaml", "crf: {}\ncues:\n  epochs: 3\n   lr: 2\n")
+    # the problem's wording differs between libyaml and pure-Python PyYAML
+    assert fails("crf", defaults=defaults, config=config).startswith(
+        f"{config}:4:6: malformed YAML: mapping values are not allowed")
+
+
+def test_missing_sections(tmp_path: Path, defaults: Path) -> None:
+    config = write(tmp_path / "x.yaml", "cues: {}\n")
+    assert fails("crf", defaults=defaults, config=config) == (
+        f"{config}: missing section 'crf' (write 'crf: {{}}' when nothing differs)")
+    bad = write(tmp_path / "d.yaml", "cues: {}\n")
+    assert fails("crf", defaults=bad, config=None) == f"{bad}: missing section 'crf'"
+
+
+def test_section_must_be_a_mapping(tmp_path: Path, defaults: Path) -> None:
+    config = write(tmp_path / "x.yaml", "crf:\n")
+    assert fails("crf", defaults=defaults, config=config) == f"{config}: section 'crf' must be a mapping (got None)"
+    bad = write(tmp_path / "d.yaml", "crf: [1]\n")
+    assert fails("crf", defaults=bad, config=None) == f"{bad}: section 'crf' must be a mapping (got [1])"
+    listed = write(tmp_path / "l.yaml", "- crf\n")
+    assert fails("crf", defaults=defaults, config=listed) == f"{listed}: expected a mapping of sections (got list)"
+
+
+def test_json_schema_file_is_current() -> None:
+    committed = json.loads((ROOT / "docs" / "params.schema.json").read_text())
+    assert committed == json_schema(), "regenerate with `python -m stages.params > docs/params.schema.json`"
+    assert set(SECTIONS) <= set(committed["properties"]) and set(committed["required"]) >= set(DEFAULTS)
+
+
+def test_module_prints_the_schema() -> None:
+    # a subprocess: runpy would define the schemas in a __main__ whose names pydantic cannot resolve
+    out = subprocess.run([sys.executable, "-m", "stages.params"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == json_schema()

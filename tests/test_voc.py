@@ -113,8 +113,8 @@ def test_no_labels_at_all_is_named(tmp_path: Path) -> None:
         VOCDataset(tmp_path, "train").validate()
 
 
-def test_real_voc_mini_photos_validate() -> None:
-    root = Path(__file__).resolve().parents[2] / "shared" / "voc-mini"  # shared/ lies beside the checkout
+def test_real_voc_mini_photos_validate(voc_mini: Path) -> None:
+    root = voc_mini
     infos = VOCDataset(root, "val").validate()
     assert len(infos) == 7 and all((i.height, i.width) == (513, 513) for i in infos)
     assert VOCDataset(root, "train_aug").validate()[1].classes == (9, 15, 18)

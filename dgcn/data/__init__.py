@@ -1,0 +1,1 @@
+"""Data sets: the VOC layout reader, the embedded synthetic generator, palettes and image loading."""

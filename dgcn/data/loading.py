@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
+
+from dgcn.progress import progress
 
 # ImageNet statistics, RGB order everywhere (the published code mixed BGR at training and RGB at test time).
 MEAN = (0.485, 0.456, 0.406)
@@ -37,7 +38,11 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def load_stack(load: Callable[[str], np.ndarray], names: Sequence[str], size: int, *, labels: bool = False,
-               desc: str = "loading") -> np.ndarray:
-    """Load every named image (or label map) and resize it to size x size: (N, size, size[, 3]) uint8."""
+               desc: str | None = "loading") -> np.ndarray:
+    """Load every named image (or label map) and resize it to size x size: (N, size, size[, 3]) uint8.
+
+    desc labels the progress report; None reports nothing (small per-batch loads would only clutter a log).
+    """
     resize = resize_labels if labels else resize_image
-    return np.stack([resize(load(name), (size, size)) for name in tqdm(names, desc=desc, leave=False)])
+    named = names if desc is None else progress(names, desc)
+    return np.stack([resize(load(name), (size, size)) for name in named])

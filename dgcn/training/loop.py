@@ -1,14 +1,16 @@
-"""The epoch loop every trainer uses: seeded batches, resumable checkpoints, a progress bar, a loss log."""
+"""The epoch loop every trainer uses: seeded batches, resumable checkpoints, progress, a line per epoch, a loss log."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+
+from dgcn.progress import log_line, progress
 
 Step = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 
@@ -45,7 +47,9 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     """Run `epochs` epochs of `step(indices, flips) -> losses`, stepping the scheduler per iteration.
 
     Returns the loss log (per epoch and per step). With `checkpoint`, the state after every epoch is saved
-    there and an interrupted run resumes from the last completed epoch.
+    there and an interrupted run resumes from the last completed epoch. Prints one line per epoch on stderr
+    (`<desc> epoch 3/10: loss=0.1234 ... (12.3 s)`, mean losses and wall time, checkpoint included), always, so a log
+    keeps the training curve; on a terminal a bar shows the epoch's steps meanwhile.
     """
     log = TrainingLog(epochs=[], steps=[])
     start = 0
@@ -56,10 +60,13 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         scheduler.load_state_dict(state["scheduler"])
         log, start = TrainingLog(**state["log"]), state["epoch"] + 1
     for epoch in range(start, epochs):
+        began = time.perf_counter()
         model.train()
         totals: dict[str, float] = {}
         batches = epoch_batches(num_samples, batch_size, seed, epoch)
-        bar = tqdm(batches, desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False)
+        title = f"{desc} epoch {epoch + 1}/{epochs}"
+        # No end-of-loop line from the bar: the epoch line below says more.
+        bar = progress(batches, title, summary=False)
         for batch in bar:
             losses = step(batch.indices, batch.flips)
             scheduler.step()
@@ -71,7 +78,13 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         log.epochs.append({"epoch": epoch + 1, **means})
         if checkpoint is not None:
             _save_checkpoint(checkpoint, model, optimizer, scheduler, epoch, log)
+        log_line(f"{title}: {format_losses(means)} ({time.perf_counter() - began:.1f} s)")
     return log
+
+
+def format_losses(losses: Mapping[str, float]) -> str:
+    """`loss=0.1234 seeding=0.0567`: each loss to 4 decimals, in the mapping's order."""
+    return " ".join(f"{key}={value:.4f}" for key, value in losses.items())
 
 
 def _save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
