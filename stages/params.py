@@ -17,8 +17,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model, field_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from dgcn.errors import InputError
 
-class ParamsError(ValueError):
+
+class ParamsError(InputError):
     """A params file or value is wrong; the message is one line naming the file and the dotted key."""
 
     def __init__(self, message: str) -> None:

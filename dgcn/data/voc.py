@@ -11,9 +11,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dgcn.data.palette import IGNORE_INDEX, VOC_CLASSES
+from dgcn.errors import InputError
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """The data set on disk is not usable; the message names the first bad file."""
 
 

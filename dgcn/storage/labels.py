@@ -184,7 +184,7 @@ class LabelStore(NamedImageStore):
     def __getitem__(self, i: int) -> np.ndarray:
         i = self._position(i)
         height, width = (int(v) for v in self.shapes[i])
-        return self._images[i, :height, :width]
+        return self._read((i, slice(0, height), slice(0, width)))
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for start, block in self._blocks():
