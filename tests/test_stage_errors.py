@@ -184,6 +184,12 @@ def test_malformed_yaml_is_one_line_with_line_and_column(workdir: Path, voc_mini
     assert one_error_line(code, output).startswith("voc.yaml:4:6: malformed YAML: mapping values are not allowed")
 
 
+def test_unknown_arch_option_is_named_with_its_dotted_key(workdir: Path) -> None:
+    set_param(workdir / "voc.yaml", "cues", arch="small", arch_options={"widht": 32})
+    code, output = invoke("cues", "--manifest", "m.json", "--out", "a/cues")
+    assert one_error_line(code, output) == "voc.yaml: cues.arch_options.widht: unknown parameter; did you mean 'width'?"
+
+
 def test_truncated_model_file_is_named(workdir: Path, voc_mini: Path) -> None:
     from dgcn.model_files import save_model
     from dgcn.models.registry import build_segmenter
