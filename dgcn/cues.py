@@ -161,7 +161,8 @@ class CueStore(NamedImageStore):
     """
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__(path, FORMAT_NAME, FORMAT_VERSION, {"cues": (4, "u"), "image_labels": (2, "u")}, "cues")
+        arrays = {"cues": (4, "uint8"), "image_labels": (2, "uint8")}
+        super().__init__(path, FORMAT_NAME, FORMAT_VERSION, arrays, "cues")
         self.class_names: list[str] = list(self.attributes.get("class_names", []))
         self.grid: int = int(self.attributes.get("grid", -1))
         self.image_labels: np.ndarray = self._group["image_labels"][...]

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from dgcn.data.palette import voc_palette
 from dgcn.errors import InputError
 from dgcn.storage import LabelStoreWriter
+from dgcn.storage.zarr_store import create_store_group, write_whole_array
 from stages.app import anticipated, app, one_line
 from stages.runtime import resolve_device
 
@@ -220,6 +221,19 @@ def test_damaged_shard_is_named_with_store_and_shard(workdir: Path, voc_mini: Pa
     assert code == 1 and line.startswith(
         "error: a/export/pseudo_labels.zarr: damaged shard labels/c/0/0/0 (image '2011_000003'): "), output
     assert not (workdir / "a/crf").exists()
+
+
+def test_wrong_zarr_dtype_is_named(workdir: Path, voc_mini: Path) -> None:
+    # 16-bit labels of the right shape: read as labels, they failed deep inside the CRF with a bare ValueError
+    train = prepare_voc_mini(voc_mini)["splits"]["train"]
+    group = create_store_group(workdir / "a/export/pseudo_labels.zarr", "dgcn-labels", 1,
+                               {"class_names": [str(i) for i in range(21)], "palette": voc_palette()[:21].tolist()})
+    write_whole_array(group, "names", np.asarray(train["names"], dtype=str))
+    write_whole_array(group, "shapes", np.asarray(train["sizes"], dtype=np.int32))
+    write_whole_array(group, "labels", np.full((len(train["names"]), 513, 513), 300, np.uint16))
+    code, output = invoke("crf", *INPUTS["crf"], "--manifest", "a/prepare/manifest.json", "--out", "a/crf")
+    assert one_error_line(code, output) == ("a/export/pseudo_labels.zarr: wrong Zarr layout: array 'labels' is 3-d "
+                                            "uint16, expected 3-d uint8")
 
 
 @pytest.mark.parametrize(("text", "problem"), [

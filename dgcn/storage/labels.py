@@ -165,7 +165,7 @@ class LabelStore(NamedImageStore):
     """
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__(path, FORMAT_NAME, FORMAT_VERSION, {"labels": (3, "u"), "shapes": (2, "i")}, "labels")
+        super().__init__(path, FORMAT_NAME, FORMAT_VERSION, {"labels": (3, "uint8"), "shapes": (2, "i")}, "labels")
         self.shapes: np.ndarray = self._group["shapes"][...]
         self.class_names: list[str] = list(self.attributes.get("class_names", []))
         self.palette: np.ndarray = np.asarray(self.attributes.get("palette", []), dtype=np.uint8)

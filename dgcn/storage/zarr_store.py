@@ -83,8 +83,8 @@ def wrong_layout(path: Path, what: str) -> StoreError:
 class NamedImageStore:
     """Read side shared by the stores: opens and checks the group, holds `names` and finds images by name.
 
-    `arrays` maps each required array name to its (ndim, numpy dtype kind); `image_array` is the sharded per-image
-    array whose first axis must match the number of names.
+    `arrays` maps each required array name to its (ndim, numpy dtype kind such as "i", or exact dtype such as
+    "uint8"); `image_array` is the sharded per-image array whose first axis must match the number of names.
     """
 
     def __init__(
@@ -112,9 +112,10 @@ class NamedImageStore:
             if name not in present:
                 raise wrong_layout(self.path, f"array {name!r} is missing")
             array = group[name]
-            if array.ndim != ndim or array.dtype.kind != kind:
+            expected = f"of kind {kind!r}" if len(kind) == 1 else kind
+            if array.ndim != ndim or (array.dtype.kind if len(kind) == 1 else str(array.dtype)) != kind:
                 found_type = f"{array.ndim}-d {array.dtype}"
-                raise wrong_layout(self.path, f"array {name!r} is {found_type}, expected {ndim}-d of kind {kind!r}")
+                raise wrong_layout(self.path, f"array {name!r} is {found_type}, expected {ndim}-d {expected}")
         self.names: tuple[str, ...] = tuple(str(name) for name in group["names"][...])
         self._images: zarr.Array = group[image_array]
         if self._images.shape[0] != len(self.names):
