@@ -17,7 +17,7 @@ import zarr.errors
 from typer.testing import CliRunner
 
 from dgcn.data.palette import voc_palette
-from dgcn.errors import InputError
+from dgcn.errors import InputError, ModelFileError
 from dgcn.storage import LabelStoreWriter
 from dgcn.storage.zarr_store import create_store_group, write_whole_array
 from stages.app import anticipated, app, one_line
@@ -203,6 +203,23 @@ def test_truncated_model_file_is_named(workdir: Path, voc_mini: Path) -> None:
     code, output = invoke("export", *INPUTS["export"], "--manifest", "a/prepare/manifest.json", "--out", "a/export")
     assert one_error_line(code, output).startswith("unreadable model file a/train_dgcn/model.pt: ")
     assert not (workdir / "a/export").exists()
+
+
+def test_truncated_checkpoint_is_named(tmp_path: Path) -> None:
+    from dgcn.models.registry import build_segmenter
+    from dgcn.training.supervised import train_segmenter
+
+    def train(checkpoint: Path) -> None:
+        images = np.zeros((4, 32, 32, 3), np.uint8)
+        train_segmenter(build_segmenter("small", 2, width=4), images, np.zeros((4, 32, 32), np.uint8), epochs=1,
+                        batch_size=2, lr=0.01, weight_decay=0.0, seed=0, checkpoint=checkpoint)
+
+    checkpoint = tmp_path / "last.pt"
+    train(checkpoint)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match=rf"^unreadable checkpoint {checkpoint}: .*; delete it to train from"):
+        train(checkpoint)
+    assert "\n" not in one_line(ModelFileError(f"unreadable checkpoint {checkpoint}: a\nb"))
 
 
 def test_damaged_shard_is_named_with_store_and_shard(workdir: Path, voc_mini: Path) -> None:
