@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from dgcn.data.palette import IGNORE_INDEX
+from dgcn.errors import InputError
 from dgcn.graphcut import seed_labels
 from dgcn.storage.atomic import atomic_output
 from dgcn.storage.zarr_store import (
@@ -160,7 +161,8 @@ class CueStore(NamedImageStore):
     """
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__(path, FORMAT_NAME, FORMAT_VERSION, {"cues": (4, "u"), "image_labels": (2, "u")}, "cues")
+        arrays = {"cues": (4, "uint8"), "image_labels": (2, "uint8")}
+        super().__init__(path, FORMAT_NAME, FORMAT_VERSION, arrays, "cues")
         self.class_names: list[str] = list(self.attributes.get("class_names", []))
         self.grid: int = int(self.attributes.get("grid", -1))
         self.image_labels: np.ndarray = self._group["image_labels"][...]
@@ -170,7 +172,7 @@ class CueStore(NamedImageStore):
             raise wrong_layout(self.path, f"{found} disagree with names, class_names and grid {expected}")
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self._images[self._position(i)]
+        return self._read(self._position(i))
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for _, block in self._blocks():
@@ -183,7 +185,7 @@ def _read_input_list(input_list_path: Path) -> list[tuple[str, int]]:
     lines = [line.split() for line in input_list_path.read_text().splitlines() if line.strip()]
     for row, fields in enumerate(lines):
         if len(fields) > 2 or (len(fields) == 2 and not fields[1].isdigit()):
-            raise ValueError(f"{input_list_path}: line {row + 1} is not '<name>.jpg <idx>': {' '.join(fields)!r}")
+            raise InputError(f"{input_list_path}: line {row + 1} is not '<name>.jpg <idx>': {' '.join(fields)!r}")
         entries.append((PurePosixPath(fields[0]).stem, int(fields[1]) if len(fields) == 2 else row))
     return entries
 
@@ -203,27 +205,27 @@ def import_published_cues(
     with pickle_path.open("rb") as file:
         published = pickle.load(file, encoding="latin1")  # the published file was written by Python 2
     if not isinstance(published, dict):
-        raise ValueError(f"{pickle_path}: expected a dict of '<idx>_labels' / '<idx>_cues', got {type(published)}")
+        raise InputError(f"{pickle_path}: expected a dict of '<idx>_labels' / '<idx>_cues', got {type(published)}")
     cues = np.zeros((len(names), num_classes, grid, grid), dtype=np.uint8)
     image_labels = np.zeros((len(names), num_classes), dtype=np.uint8)
     image_labels[:, 0] = 1
     for i, (name, idx) in enumerate(entries):
         where = f"{pickle_path}, image {name!r} (idx {idx})"
         if f"{idx}_labels" not in published or f"{idx}_cues" not in published:
-            raise ValueError(f"{where}: keys '{idx}_labels' / '{idx}_cues' are missing")
+            raise InputError(f"{where}: keys '{idx}_labels' / '{idx}_cues' are missing")
         labels = np.asarray(published[f"{idx}_labels"], dtype=np.int64).reshape(-1)
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"{where}: labels {labels.tolist()} outside 0..{num_classes - 1}")
+            raise InputError(f"{where}: labels {labels.tolist()} outside 0..{num_classes - 1}")
         image_labels[i, labels] = 1
         triple = published[f"{idx}_cues"]
         if len(triple) != 3 or len({len(axis) for axis in triple}) != 1:
-            raise ValueError(f"{where}: cues must be three equally long arrays (class, row, col)")
+            raise InputError(f"{where}: cues must be three equally long arrays (class, row, col)")
         classes, rows, cols = (np.asarray(axis, dtype=np.int64) for axis in triple)
         for values, limit, what in ((classes, num_classes, "class"), (rows, grid, "row"), (cols, grid, "col")):
             if values.size and (values.min() < 0 or values.max() >= limit):
-                raise ValueError(f"{where}: cue {what} indices outside 0..{limit - 1}")
+                raise InputError(f"{where}: cue {what} indices outside 0..{limit - 1}")
         if not image_labels[i, classes].all():
-            raise ValueError(f"{where}: cues for classes {sorted(set(classes.tolist()))} not all among its labels")
+            raise InputError(f"{where}: cues for classes {sorted(set(classes.tolist()))} not all among its labels")
         cues[i, classes, rows, cols] = 1
     return names, cues, image_labels
 

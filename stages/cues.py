@@ -11,6 +11,7 @@ from PIL import Image
 from dgcn.cam import cam_label_map, compute_cams
 from dgcn.cues import cue_quality, cues_from_cams, import_published_cues, write_cue_store
 from dgcn.data.loading import load_stack, resize_labels
+from dgcn.errors import InputError
 from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import save_model
 from dgcn.models.registry import build_classifier
@@ -75,13 +76,13 @@ def _saliency(settings: CuesParams, name: str, grid: int) -> np.ndarray | None:
 def _published_cues(settings: CuesParams, names: list[str], num_classes: int, grid: int) -> np.ndarray:
     """Cues imported from a DSRG/DGCN pickle, reordered to the manifest's training ids."""
     if settings.published_list is None:
-        raise ValueError("cues.published_list must name input_list.txt when cues.published_cues is set")
+        raise InputError("cues.published_list must name input_list.txt when cues.published_cues is set")
     published_names, published, _ = import_published_cues(settings.published_cues, settings.published_list,
                                                           num_classes=num_classes, grid=grid)
     position = {name: i for i, name in enumerate(published_names)}
     missing = [name for name in names if name not in position]
     if missing:
-        raise ValueError(f"{settings.published_cues}: no cues for training image '{missing[0]}'")
+        raise InputError(f"{settings.published_cues}: no cues for training image '{missing[0]}'")
     return published[[position[name] for name in names]]
 
 
