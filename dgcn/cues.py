@@ -1,4 +1,5 @@
-"""Cues (seeds): sparse, high-precision pixel labels on the network's output grid, their store and their quality.
+"""Cues (seeds): sparse, high-precision pixel labels on a G x G grid over the whole image (the network's output grid
+for a square input; the published format), their store and their quality.
 
 Cues are multi-hot (C, G, G) uint8 maps, channel 0 = background: a pixel may carry no label, one, or (in imported
 published cues) several. Spec section 1.
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from PIL import Image
 
 from dgcn.data.palette import IGNORE_INDEX
 from dgcn.errors import InputError
@@ -44,14 +46,14 @@ def cues_from_cams(
     fg_threshold: float = 0.7,
     bg_threshold: float = 0.1,
     saliency: np.ndarray | None = None,
-    saliency_threshold: float = 0.06,
+    saliency_threshold: float = 0.07,
 ) -> np.ndarray:
     """Cues of one image from its class activation maps.
 
     cams: (C-1, h, w) float CAMs, foreground class c at index c-1. present: foreground classes in the image (1..C-1).
     Each present class's CAM is ReLU'd and divided by its maximum. Foreground cue for c where that normalised score is
     >= fg_threshold. Background cue where every present class scores < bg_threshold or, when `saliency` ((h, w) in
-    [0, 1]) is given, where saliency < saliency_threshold instead.
+    [0, 1]) is given, where saliency < saliency_threshold instead (0.07: the published DRFI threshold).
     Conflicts: a pixel claimed by several classes goes to the one with the highest normalised score (ties: the lower
     class index), and background is never set where a foreground cue is. Absent classes get no cues.
     Returns (C, h, w) uint8 with at most one 1 per pixel.
@@ -92,6 +94,21 @@ def cues_from_cams(
         low = saliency < saliency_threshold
     cues[0] = low & ~claimed
     return cues
+
+
+def load_saliency(path: str | Path, image_size: tuple[int, int], grid: int) -> np.ndarray:
+    """A saliency map (a grey PNG the size of its image, 0..255 = not..most salient) -> (grid, grid) float32 in [0, 1]
+    over the whole image, resized bilinearly as the cues' grid is (the published code zooms DRFI maps to 41 x 41)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"saliency map not found: {path}")
+    with Image.open(path) as image:
+        if (image.height, image.width) != tuple(image_size):
+            raise ValueError(f"{path}: saliency map is {image.height}x{image.width}, its image "
+                             f"{image_size[0]}x{image_size[1]}")
+        grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    resized = Image.fromarray(grey, mode="F").resize((grid, grid), Image.BILINEAR)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
 def cue_label_map(cues: np.ndarray) -> np.ndarray:
@@ -228,6 +245,15 @@ def import_published_cues(
             raise InputError(f"{where}: cues for classes {sorted(set(classes.tolist()))} not all among its labels")
         cues[i, classes, rows, cols] = 1
     return names, cues, image_labels
+
+
+def differing_label_sets(image_labels: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Indices of the images whose label sets differ: two (N, C) {0,1} arrays, e.g. a published pickle's labels and
+    the ones derived from the masks. Returns (M,) int64, ascending."""
+    image_labels, other = np.asarray(image_labels), np.asarray(other)
+    if image_labels.ndim != 2 or image_labels.shape != other.shape:
+        raise ValueError(f"image labels must be two (N, C) arrays of one shape, got {image_labels.shape} {other.shape}")
+    return np.flatnonzero((image_labels.astype(bool) != other.astype(bool)).any(axis=1))
 
 
 def export_published_cues(

@@ -35,8 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crf": ("crf", "Refine every exported pseudo-label with a dense CRF on its full-resolution image (published "
                    "parameters)."),
     "retrain": ("retrain", "Retrain DeepLab (by name in params) with cross-entropy on dense labels, 255 ignored."),
-    "evaluate": ("evaluate", "Score the retrained and upper-bound networks on val; gather every stage's figure into "
-                             "summary.json."),
+    "evaluate": ("evaluate", "Score the DGCN, retrained and upper-bound networks on val; gather every stage's figure "
+                             "into summary.json."),
     "report": ("report", "Print the stage-by-stage mIoU table and the retrained/upper-bound ratio."),
 }
 

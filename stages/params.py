@@ -205,13 +205,17 @@ class CuesParams(NetworkParams):
     epochs: Epochs
     batch_size: BatchSize
     optimizer: OptimizerParams
+    scales: Scales = Field(description="CAM scales: long side = input_size x scale, aspect ratio kept")
     fg_threshold: Probability = Field(description="foreground cue: max-normalised CAM >= this")
     bg_threshold: Probability = Field(description="background cue: every present class's normalised CAM < this")
-    saliency_dir: OptionalPath = Field(description="folder of <id>.png saliency maps, or null")
-    saliency_threshold: Probability
+    saliency_dir: OptionalPath = Field(
+        description="folder of <id>.png saliency maps relative to the data root: background where saliency is below "
+                    "saliency_threshold; null: background from the CAMs (bg_threshold)")
+    saliency_threshold: Probability = Field(description="background cue: saliency < this (published DRFI: 0.07)")
     cam_background: Probability = Field(description="background score of the plain-CAM baseline")
-    published_cues: OptionalPath = Field(description="a DSRG/DGCN cue pickle to import instead of our own cues")
-    published_list: OptionalPath = Field(description="its input_list.txt")
+    published_cues: OptionalPath = Field(
+        description="a DSRG/DGCN cue pickle (relative to the data root) to import instead of our own cues")
+    published_list: OptionalPath = Field(description="its input_list.txt (relative to the data root)")
     seed: Seed
 
 

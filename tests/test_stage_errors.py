@@ -32,7 +32,8 @@ INPUTS = {
     "crf": ["--pseudo-labels", "a/export/pseudo_labels.zarr"],
     "retrain": ["--labels", "a/crf/crf_labels.zarr"],
     "evaluate": ["--metrics", "a/cues/metrics.json", "--cues", "a/cues/cues.zarr", "--pseudo-labels",
-                 "a/export/pseudo_labels.zarr", "--crf-labels", "a/crf/crf_labels.zarr", "--model",
+                 "a/export/pseudo_labels.zarr", "--crf-labels", "a/crf/crf_labels.zarr", "--dgcn-model",
+                 "a/train_dgcn/model.pt", "--model",
                  "a/retrain/model.pt", "--upper-bound", "a/upper_bound/model.pt"],
 }
 
