@@ -16,6 +16,7 @@ from stages.params import (
     CuesParams,
     DenseCRFParams,
     ParamsError,
+    RetrainParams,
     Section,
     TrainDGCNParams,
     json_schema,
@@ -68,6 +69,35 @@ def test_merge_merges_mappings_and_replaces_everything_else() -> None:
     assert base["a"]["y"] == {"p": 1, "q": 2}  # inputs untouched
 
 
+def test_arch_options_are_replaced_whole() -> None:
+    base = {"arch_options": {"aspp_rates": [12]}, "optimizer": {"lr": 1, "momentum": 0.9}}
+    override = {"arch_options": {"width": 8}, "optimizer": {"lr": 2}}
+    assert merge(base, override) == {"arch_options": {"width": 8}, "optimizer": {"lr": 2, "momentum": 0.9}}
+
+
+@pytest.mark.parametrize("config", [None, *sorted(ROOT.glob("pipelines/*.yaml"))], ids=lambda c: getattr(c, "stem", c))
+def test_committed_network_options_fit_their_builders(config: Path | None) -> None:
+    from dgcn.models.registry import SEGMENTERS
+
+    for section in ("train_dgcn", "retrain"):
+        params = load_params(section, SECTIONS[section], config=config, defaults=ROOT / "params.yaml")
+        inspect.signature(SEGMENTERS[params.arch]).bind(2, **params.arch_options)  # TypeError on an unknown option
+
+
+def test_published_geometry_batchnorm_and_head() -> None:
+    voc, synthetic = ROOT / "pipelines/voc12.yaml", ROOT / "pipelines/synthetic.yaml"
+    dgcn = load_params("train_dgcn", TrainDGCNParams, config=voc, defaults=ROOT / "params.yaml")
+    retrain = load_params("retrain", RetrainParams, config=voc, defaults=ROOT / "params.yaml")
+    assert dgcn.arch_options == {"aspp_rates": [12]} and retrain.arch_options == {}
+    assert dgcn.crop_size == retrain.crop_size == 321 and retrain.scale_range == [0.5, 1.5]
+    assert dgcn.batchnorm == retrain.batchnorm == "frozen" and dgcn.resize_long is None
+    assert dgcn.data_workers == retrain.data_workers == 0
+    small = load_params("train_dgcn", TrainDGCNParams, config=synthetic, defaults=ROOT / "params.yaml")
+    small_retrain = load_params("retrain", RetrainParams, config=synthetic, defaults=ROOT / "params.yaml")
+    assert small.batchnorm == small_retrain.batchnorm == "train" and small.arch_options == {"width": 32}
+    assert small.crop_size == small_retrain.crop_size == 96 and small_retrain.scale_range == [1.0, 1.0]
+
+
 def test_config_value_wins_and_nested_groups_merge(tmp_path: Path, defaults: Path) -> None:
     text = "train_dgcn:\n  epochs: 3\n  optimizer: {lr: 1e-3}\n  arch_options: {width: 8}\n"
     config = write(tmp_path / "x.yaml", text)
@@ -114,6 +144,16 @@ def test_crf_kernels_are_dense_crf_keyword_arguments(defaults: Path) -> None:
     ("retrain", "retrain: {optimizer: {momentun: 0.5}}",
      "retrain.optimizer.momentun: unknown parameter; did you mean 'momentum'?"),
     ("crf", "crf: {zzz: 1}", "crf.zzz: unknown parameter; known: label_confidence, workers"),
+    ("retrain", "retrain: {scale_range: [1.5, 0.5]}",
+     "retrain.scale_range: scale_range must be [low, high] with low <= high (got [1.5, 0.5])"),
+    ("train_dgcn", "train_dgcn: {resize_long: [320]}",
+     "train_dgcn.resize_long: list should have at least 2 items after validation, not 1 (got [320])"),
+    ("train_dgcn", "train_dgcn: {batchnorm: fixed}", "train_dgcn.batchnorm: input should be 'train' or 'frozen' "
+                                                      "(got 'fixed')"),
+    ("retrain", "retrain: {color_jitter: {hue: 0.6}}",
+     "retrain.color_jitter.hue: input should be less than or equal to 0.5 (got 0.6)"),
+    ("train_dgcn", "train_dgcn: {input_size: 321}", "train_dgcn.input_size: unknown parameter; did you mean "
+                                                    "'crop_size'?"),
 ])
 def test_bad_config_value_names_config_file_and_key(tmp_path: Path, defaults: Path, section: str, text: str,
                                                      message: str) -> None:
