@@ -233,3 +233,4 @@ def test_dgcn_training_masks_padded_pixels_in_both_losses(monkeypatch: pytest.Mo
     for mask in valid.numpy():
         assert np.array_equal(mask, expected) or np.array_equal(mask, expected[:, ::-1])
     assert not (supervision * ~valid[:, None]).any() and supervision.any()
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ import dgcn.training.loop as loop
 import dgcn.training.supervised as supervised
 from dgcn.data.augment import CropGeometry
 from dgcn.models.registry import build_segmenter
+from dgcn.supervision import SupervisionPool
+from dgcn.training.dgcn import SGDSchedule, train_dgcn
 from dgcn.training.loop import TrainingLog, epoch_batches, mirror
 from dgcn.training.optim import sgd_with_head_lr
 from dgcn.training.retrain import train_segmenter
@@ -22,7 +25,7 @@ class Killed(Exception):
     """Stands in for the process being killed after a checkpoint was written."""
 
 
-def train(checkpoint: Path | None) -> tuple[dict[str, torch.Tensor], TrainingLog]:
+def retrain_on_crops(checkpoint: Path | None) -> tuple[dict[str, torch.Tensor], TrainingLog]:
     torch.manual_seed(0)
     model = build_segmenter("small", 2, width=4)
     rng = np.random.default_rng(0)
@@ -34,7 +37,24 @@ def train(checkpoint: Path | None) -> tuple[dict[str, torch.Tensor], TrainingLog
     return model.state_dict(), history
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def train_dgcn_on_crops(checkpoint: Path | None) -> tuple[dict[str, torch.Tensor], TrainingLog]:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (8, 40, 28, 3), dtype=np.uint8)  # 32-pixel crops: random rows, padded columns
+    cues = np.zeros((8, 3, 8, 8), np.uint8)
+    cues[:, 0, :3], cues[:, 1, 5:] = 1, 1
+    torch.manual_seed(0)
+    model = build_segmenter("small", 3, width=4)
+    schedule = SGDSchedule(lr=0.01, momentum=0.9, weight_decay=5e-4, head_lr_mult=10.0, warmup_iters=2,
+                           decay_every_epochs=1, decay_gamma=0.5)
+    with SupervisionPool(workers=0) as pool:
+        history = train_dgcn(model, images, cues, np.array([[1, 1, 0]] * 8, np.uint8), pool, schedule,
+                             geometry=CropGeometry(32), epochs=3, batch_size=4, seed=1, checkpoint=checkpoint)
+    return model.state_dict(), history
+
+
+@pytest.mark.parametrize("train", [retrain_on_crops, train_dgcn_on_crops])
+def test_killed_run_resumes_to_the_same_weights(train: Callable[[Path | None], tuple[dict, TrainingLog]],
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     uninterrupted, history = train(None)
     checkpoint = tmp_path / "last.pt"
     save = loop._save_checkpoint
@@ -51,7 +71,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch: pyt
     assert torch.load(checkpoint, weights_only=False)["epoch"] == 1
     resumed, resumed_history = train(checkpoint)
     assert resumed_history == history and [row["epoch"] for row in history.epochs] == [1, 2, 3]
-    assert [row["step"] for row in history.steps] == list(range(1, 10))
+    assert [row["step"] for row in history.steps] == list(range(1, len(history.steps) + 1))
     for name, tensor in uninterrupted.items():
         assert torch.equal(tensor, resumed[name]), name
 
