@@ -32,17 +32,25 @@ def seeding_loss(probs: torch.Tensor, supervision: torch.Tensor | np.ndarray) ->
     return (bg_term + fg_term).mean()
 
 
-def constrain_loss(probs: torch.Tensor, crf_probs: torch.Tensor | np.ndarray) -> torch.Tensor:
+def constrain_loss(probs: torch.Tensor, crf_probs: torch.Tensor | np.ndarray,
+                   valid: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     """KL(Q || P) with the ratio clipped, a scalar tensor; gradient flows through probs only.
 
-    probs: (B, C, h, w) smoothed probabilities P; crf_probs: (B, C, h, w) dense-CRF probabilities Q (a constant).
-    Returns the mean over batch and pixels of sum_c Q_c log(clip(Q_c / P_c, 0.05, 20)).
+    probs: (B, C, h, w) smoothed probabilities P; crf_probs: (B, C, h, w) dense-CRF probabilities Q (a constant);
+    valid: optional (B, h, w) bool, False at padded pixels, which then count nowhere (at least one must be True).
+    Returns the mean over the (valid) pixels of the batch of sum_c Q_c log(clip(Q_c / P_c, 0.05, 20)).
     """
     target = torch.as_tensor(crf_probs, device=probs.device).to(probs.dtype).detach()
     if target.shape != probs.shape:
         raise ValueError(f"crf_probs shape {tuple(target.shape)} does not match probs {tuple(probs.shape)}")
     ratio = torch.clamp(target / probs, _RATIO_MIN, _RATIO_MAX)
-    return (target * torch.log(ratio)).sum(dim=1).mean()
+    divergence = (target * torch.log(ratio)).sum(dim=1)
+    if valid is None:
+        return divergence.mean()
+    mask = torch.as_tensor(valid, device=probs.device)
+    if mask.shape != divergence.shape:
+        raise ValueError(f"valid shape {tuple(mask.shape)} is not (B, h, w) = {tuple(divergence.shape)}")
+    return divergence[mask.bool()].mean()
 
 
 def _as_mask(values: torch.Tensor | np.ndarray, like: torch.Tensor, name: str) -> torch.Tensor:

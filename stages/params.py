@@ -53,6 +53,12 @@ OptionalPath = Annotated[Path, Strict(False)] | None
 Probability = Annotated[float, Field(ge=0, le=1)]
 Workers = Annotated[int, Field(ge=0, le=64, description="worker processes (0 = in-process)")]
 InputSize = Annotated[int, Field(ge=32, le=1024, description="images resized to input_size x input_size")]
+CropSize = Annotated[int, Field(ge=32, le=1024, description="side of the square random crop of the native image "
+                                                            "(padded where the image is smaller)")]
+BatchNorm = Annotated[Literal["train", "frozen"], Field(
+    description="train: BatchNorm as usual; frozen: affine parameters fixed, running statistics, also in training")]
+DataWorkers = Annotated[int, Field(ge=0, le=64, description="DataLoader processes reading samples (0 = in-process); "
+                                                            "results do not depend on it")]
 Scales = Annotated[list[Annotated[float, Field(ge=0.25, le=4)]], Field(min_length=1, description="test-time scales")]
 Device = Annotated[str, Field(min_length=1, description="cpu (byte-identical artifacts), cuda, cuda:N, or auto")]
 Seed = Annotated[int, Field(ge=0)]
@@ -171,13 +177,13 @@ Arch = Literal["small", "deeplab_v2", "deeplab_v3", "hrnet"]
 
 
 class NetworkParams(Section):
-    """Which network a training stage builds, where it runs and the size its inputs are resized to."""
+    """Which network a training stage builds and where it runs."""
 
     arch: Arch = Field(description="network by name")
-    arch_options: dict[str, Any] = Field(description="keyword arguments of the network builder (per arch)")
+    arch_options: dict[str, Any] = Field(description="keyword arguments of the network builder, per arch (a config's "
+                                                     "mapping replaces the defaults' whole)")
     pretrained: str | None = Field(description='backbone weights: a file, or "imagenet" (local cache only)')
     device: Device
-    input_size: InputSize
 
     # what builds this section's network: a segmentation network, or (cues) a classifier on a segmenter's trunk
     builder_options: ClassVar[dict[str, type]] = SEGMENTER_OPTIONS
@@ -197,11 +203,37 @@ class NetworkParams(Section):
                                                                   "known": list(schema.__annotations__)}) from None
 
 
+class ColorJitterParams(Section):
+    """Random colour changes of a training image; all 0 = off."""
+
+    brightness: float = Field(ge=0, le=1, description="factor drawn from [1 - x, 1 + x]")
+    contrast: float = Field(ge=0, le=1, description="factor drawn from [1 - x, 1 + x]")
+    saturation: float = Field(ge=0, le=1, description="factor drawn from [1 - x, 1 + x]")
+    hue: float = Field(ge=0, le=0.5, description="shift drawn from [-x, x] of the colour circle")
+
+
+class CropTrainingParams(NetworkParams):
+    """A network trained on random crops of the native images, read per sample."""
+
+    crop_size: CropSize
+    color_jitter: ColorJitterParams
+    batchnorm: BatchNorm
+    data_workers: DataWorkers
+
+
+def _check_range(values: list, name: str) -> list:
+    """A [low, high] pair with low <= high."""
+    if values[0] > values[1]:
+        raise PydanticCustomError("range_order", f"{name} must be [low, high] with low <= high", {})
+    return values
+
+
 class CuesParams(NetworkParams):
     """The cue classifier and the CAM thresholds that turn it into localization cues."""
 
     builder_options: ClassVar[dict[str, type]] = TRUNK_OPTIONS
 
+    input_size: InputSize
     epochs: Epochs
     batch_size: BatchSize
     optimizer: OptimizerParams
@@ -219,9 +251,11 @@ class CuesParams(NetworkParams):
     seed: Seed
 
 
-class TrainDGCNParams(NetworkParams):
+class TrainDGCNParams(CropTrainingParams):
     """The DGCN segmentation network trained on cues grown by graph cut."""
 
+    resize_long: Annotated[list[Annotated[int, Field(ge=32, le=4096)]], Field(min_length=2, max_length=2)] | None = (
+        Field(description="the extended recipe: long side resized to a random [low, high] before the crop; null = off"))
     init_from_classifier: bool = Field(description="start from the cue classifier's trunk instead of `pretrained`")
     epochs: Epochs
     batch_size: BatchSize
@@ -232,6 +266,11 @@ class TrainDGCNParams(NetworkParams):
     crf_scale: float = Field(gt=0, le=1, description="training-time CRF on the feature grid: dense_crf sxy x this")
     workers: Workers
     seed: Seed
+
+    @field_validator("resize_long")
+    @classmethod
+    def _ordered_long(cls, values: list[int] | None) -> list[int] | None:
+        return None if values is None else _check_range(values, "resize_long")
 
     @field_validator("optimizer")
     @classmethod
@@ -263,13 +302,20 @@ class CRFStageParams(Section):
     workers: Workers
 
 
-class RetrainParams(NetworkParams):
+class RetrainParams(CropTrainingParams):
     """The final segmentation network retrained on the CRF-refined pseudo-labels."""
 
+    scale_range: Annotated[list[Annotated[float, Field(gt=0, le=4)]], Field(min_length=2, max_length=2)] = Field(
+        description="image and labels rescaled by a random factor in [low, high] before the crop (published 0.5-1.5)")
     epochs: Epochs
     batch_size: BatchSize
     optimizer: OptimizerParams
     seed: Seed
+
+    @field_validator("scale_range")
+    @classmethod
+    def _ordered_scales(cls, values: list[float]) -> list[float]:
+        return _check_range(values, "scale_range")
 
 
 class EvaluateParams(Section):
@@ -308,11 +354,17 @@ _Loader.add_implicit_resolver(
 )
 
 
+# Mappings replaced whole, not merged: a network's builder options belong to its arch, so a config that picks another
+# arch must not inherit options (e.g. the DGCN head's aspp_rates) that its builder does not take.
+REPLACED_MAPPINGS = frozenset({"arch_options"})
+
+
 def merge(base: dict, override: dict) -> dict:
-    """`base` with `override` on top: mappings merged key by key, recursively; any other value (lists too) replaced."""
+    """`base` with `override` on top: mappings merged key by key, recursively (except those under a key of
+    REPLACED_MAPPINGS); any other value (lists too) replaced."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in REPLACED_MAPPINGS:
             merged[key] = merge(merged[key], value)
         else:
             merged[key] = value

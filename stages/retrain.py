@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import typer
 
-from dgcn.data.loading import load_stack
+from dgcn.data.augment import ColorJitter, CropGeometry
+from dgcn.data.crops import LazyStore, NamedFiles, labelled_fraction
 from dgcn.errors import InputError
 from dgcn.model_files import save_model
 from dgcn.models.registry import build_segmenter
 from dgcn.storage import LabelStore, staged_directory
-from dgcn.training.supervised import train_segmenter
+from dgcn.training.retrain import train_segmenter
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import RetrainParams, load_params
@@ -39,24 +39,26 @@ def main(
     if labels is not None:
         store = LabelStore(labels)
         train.check_store(store.names, labels, "crf")
-        load_labels, inputs = (lambda name: store[store.index(name)]), [labels]
+        targets, every_map, inputs = LazyStore(LabelStore, labels), store, [labels]
     else:
-        load_labels, inputs = train.dataset.mask, [data.root / "SegmentationClassAug"]
-    images = load_stack(train.dataset.image, train.names, settings.input_size, desc="train images")
-    targets = load_stack(load_labels, train.names, settings.input_size, labels=True, desc="train labels")
+        targets = every_map = NamedFiles(train.dataset.mask, train.names)
+        inputs = [data.root / "SegmentationClassAug"]
+    geometry = CropGeometry(settings.crop_size, scale_range=tuple(settings.scale_range),
+                            jitter=ColorJitter(**settings.color_jitter.model_dump()))
     model = build_segmenter(settings.arch, len(data.class_names), pretrained=settings.pretrained,
                             **settings.arch_options).to(resolve_device(settings.device, "retrain.device"))
     checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs])
     optimizer = settings.optimizer
-    history = train_segmenter(model, images, targets, epochs=settings.epochs, batch_size=settings.batch_size,
-                              lr=optimizer.lr, weight_decay=optimizer.weight_decay, seed=settings.seed,
-                              checkpoint=checkpoint, optimizer=optimizer.name, momentum=optimizer.momentum,
-                              head_lr_mult=optimizer.head_lr_mult)
+    history = train_segmenter(model, NamedFiles(train.dataset.image, train.names), targets, geometry=geometry,
+                              batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
+                              batchnorm=settings.batchnorm, epochs=settings.epochs, lr=optimizer.lr,
+                              weight_decay=optimizer.weight_decay, checkpoint=checkpoint, optimizer=optimizer.name,
+                              momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult)
     with staged_directory(out) as folder:
         save_model(folder / "model.pt", model, kind="segmenter", arch=settings.arch,
                    num_outputs=len(data.class_names), options=settings.arch_options)
         write_csv(folder / "train_log.csv", history.epochs)
-        write_json(folder / "metrics.json", {"final_loss": history.epochs[-1]["loss"], "labelled_fraction":
-                                          round(float(np.mean(targets != 255)), 4)})
+        write_json(folder / "metrics.json", {"final_loss": history.epochs[-1]["loss"],
+                                          "labelled_fraction": round(labelled_fraction(every_map), 4)})
     summary("retrain", labels="ground truth" if ground_truth else labels, epochs=settings.epochs,
             loss=history.epochs[-1]["loss"])

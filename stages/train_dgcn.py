@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from dgcn.cues import CueStore
-from dgcn.data.loading import load_stack
+from dgcn.data.augment import ColorJitter, CropGeometry
+from dgcn.data.crops import LazyStore, NamedFiles
 from dgcn.model_files import load_model, save_model
 from dgcn.models.registry import build_segmenter
 from dgcn.storage import staged_directory
@@ -43,10 +43,8 @@ def main(
     if settings.init_from_classifier:
         model.load_trunk_from(load_model(classifier, "classifier"))
     model.to(resolve_device(settings.device, "train_dgcn.device"))
-    seeds = np.stack(list(cue_store))
-    grid = seeds.shape[-1]
-    images = load_stack(train.dataset.image, train.names, settings.input_size, desc="train images")
-    grid_images = load_stack(train.dataset.image, train.names, grid, desc="grid images")
+    geometry = CropGeometry(settings.crop_size, resize_long=None if settings.resize_long is None else
+                            tuple(settings.resize_long), jitter=ColorJitter(**settings.color_jitter.model_dump()))
     optimizer = settings.optimizer
     schedule = SGDSchedule(lr=optimizer.lr, momentum=optimizer.momentum, weight_decay=optimizer.weight_decay,
                            head_lr_mult=optimizer.head_lr_mult, warmup_iters=settings.warmup_iters,
@@ -55,9 +53,10 @@ def main(
     with SupervisionPool(workers=settings.workers, k=cut.knn_k, threshold=cut.threshold,
                          seed_capacity=cut.seed_capacity,
                          crf_params={**kernels.kernels(), "scale": settings.crf_scale}) as pool:
-        history = train_dgcn(model, images, grid_images, seeds, cue_store.image_labels, pool, schedule,
-                             epochs=settings.epochs, batch_size=settings.batch_size, seed=settings.seed,
-                             checkpoint=checkpoint)
+        history = train_dgcn(model, NamedFiles(train.dataset.image, train.names), LazyStore(CueStore, cues),
+                             cue_store.image_labels, pool, schedule, geometry=geometry, epochs=settings.epochs,
+                             batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
+                             batchnorm=settings.batchnorm, checkpoint=checkpoint)
     with staged_directory(out) as folder:
         save_model(folder / "model.pt", model, kind="segmenter", arch=settings.arch,
                    num_outputs=len(data.class_names), options=settings.arch_options)

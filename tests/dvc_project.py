@@ -15,17 +15,17 @@ from stages.params import merge
 
 REPO = Path(__file__).resolve().parents[1]
 VOC_MINI = REPO / "tests" / "data" / "voc-mini"
-# Shrinks any data set's network stages to a tiny CPU run: one epoch of a narrow net on 64-pixel inputs.
-TINY_NETWORK = {"arch": "small", "arch_options": {"width": 8}, "pretrained": None, "device": "cpu", "input_size": 64,
-                "epochs": 1}
+# Shrinks any data set's network stages to a tiny CPU run: one epoch of a narrow net on 64-pixel inputs (the
+# classifier's resized images, the other networks' crops).
+TINY_NETWORK = {"arch": "small", "arch_options": {"width": 8}, "pretrained": None, "device": "cpu", "epochs": 1}
 TINY = {
     "dense_crf": {"iterations": 2},
-    "cues": {**TINY_NETWORK, "batch_size": 8},
-    "train_dgcn": {**TINY_NETWORK, "batch_size": 8, "init_from_classifier": True, "warmup_iters": 2, "workers": 0,
-                   "optimizer": {"lr": 0.01}},
+    "cues": {**TINY_NETWORK, "input_size": 64, "batch_size": 8},
+    "train_dgcn": {**TINY_NETWORK, "crop_size": 64, "batch_size": 8, "init_from_classifier": True, "warmup_iters": 2,
+                   "workers": 0, "optimizer": {"lr": 0.01}},
     "export": {"device": "cpu", "input_size": 64, "batch_size": 8, "workers": 0, "shard_images": 16},
     "crf": {"workers": 0},
-    "retrain": {**TINY_NETWORK, "batch_size": 8, "optimizer": {"name": "adamw", "lr": 0.004}},
+    "retrain": {**TINY_NETWORK, "crop_size": 64, "batch_size": 8, "optimizer": {"name": "adamw", "lr": 0.004}},
     "evaluate": {"device": "cpu", "gallery_train": 1, "gallery_val": 1},
 }
 

@@ -234,3 +234,29 @@ def test_bad_names_and_arguments_fail_clearly() -> None:
         build_segmenter("small", NUM_CLASSES, context_rates=())
     with pytest.raises(ValueError, match="x must be"):
         build_segmenter("small", NUM_CLASSES, **TINY)(torch.zeros(1, 1, 32, 32))
+
+
+def test_unknown_network_options_are_named() -> None:
+    with pytest.raises(ValueError, match=r"network 'small' takes no option 'aspp_rates'; its options: width, "
+                                         r"context_rates, head_dilation"):
+        build_segmenter("small", NUM_CLASSES, aspp_rates=[12])
+    with pytest.raises(ValueError, match=r"network 'deeplab_v3' takes no option 'width'; its options: none"):
+        build_segmenter("deeplab_v3", NUM_CLASSES, width=8)
+
+
+def _dilated_branches(model: SegmentationNet) -> list[tuple[int, int, int, int, int]]:
+    """(in channels, out channels, kernel, dilation, padding) of each convolution of the head."""
+    return [(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.dilation[0], conv.padding[0])
+            for conv in model.head.modules() if isinstance(conv, torch.nn.Conv2d)]
+
+
+def test_dgcn_head_is_one_dilated_conv_at_rate_12(deeplab_v2: SegmentationNet) -> None:
+    dgcn = build_segmenter("deeplab_v2", 21, aspp_rates=[12])
+    assert _dilated_branches(dgcn) == [(2048, 21, 3, 12, 12)]
+    assert _dilated_branches(deeplab_v2) == [(2048, NUM_CLASSES, 3, rate, rate) for rate in (6, 12, 18, 24)]
+    x = _images(33)
+    with torch.no_grad():
+        out = dgcn.eval()(x)
+        head = dgcn.head.branches[0]
+        assert torch.equal(out.scores, head(dgcn.trunk(x).deep))  # the single branch is the whole head
+    assert out.scores.shape == (1, 21, 5, 5)

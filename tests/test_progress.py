@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 from dgcn.data.loading import load_stack
 from dgcn.progress import log_line, progress
-from dgcn.training.loop import fit
+from dgcn.training.loop import Batch, epoch_batches, fit
 
 
 class Terminal(io.StringIO):
@@ -90,12 +91,12 @@ def _fit(epochs: int, checkpoint: Path | None = None) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
-    def step(indices: np.ndarray, flips: np.ndarray) -> dict[str, float]:
+    def step(batch: Batch) -> dict[str, float]:
         optimizer.step()  # no gradients: a no-op, but the scheduler expects it first
         return {"loss": 0.5, "seeding": 0.125}
 
-    fit(model=model, optimizer=optimizer, scheduler=scheduler, step=step, num_samples=40, batch_size=4, epochs=epochs,
-        seed=0, checkpoint=checkpoint, desc="dgcn")
+    fit(model=model, optimizer=optimizer, scheduler=scheduler, step=step, batches=partial(epoch_batches, 40, 4, 0),
+        epochs=epochs, checkpoint=checkpoint, desc="dgcn")
 
 
 @pytest.mark.parametrize("disable", [None, "1"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,29 +11,50 @@ import torch
 
 import dgcn.training.loop as loop
 import dgcn.training.supervised as supervised
+from dgcn.data.augment import CropGeometry
 from dgcn.models.registry import build_segmenter
+from dgcn.supervision import SupervisionPool
+from dgcn.training.dgcn import SGDSchedule, train_dgcn
 from dgcn.training.loop import TrainingLog, epoch_batches, mirror
 from dgcn.training.optim import sgd_with_head_lr
+from dgcn.training.retrain import train_segmenter
 from dgcn.training.schedule import poly, warmup_step_decay
-from dgcn.training.supervised import train_segmenter
 
 
 class Killed(Exception):
     """Stands in for the process being killed after a checkpoint was written."""
 
 
-def train(checkpoint: Path | None) -> tuple[dict[str, torch.Tensor], TrainingLog]:
+def retrain_on_crops(checkpoint: Path | None) -> tuple[dict[str, torch.Tensor], TrainingLog]:
     torch.manual_seed(0)
     model = build_segmenter("small", 2, width=4)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
     labels = (images[..., 0] > 128).astype(np.uint8)
-    history = train_segmenter(model, images, labels, epochs=3, batch_size=4, lr=0.01, weight_decay=0.0, seed=3,
-                              checkpoint=checkpoint)
+    # Random scale and crop: the per-sample randomness must resume too.
+    history = train_segmenter(model, images, labels, geometry=CropGeometry(24, scale_range=(0.75, 1.25)), epochs=3,
+                              batch_size=4, lr=0.01, weight_decay=0.0, seed=3, checkpoint=checkpoint)
     return model.state_dict(), history
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def train_dgcn_on_crops(checkpoint: Path | None) -> tuple[dict[str, torch.Tensor], TrainingLog]:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (8, 40, 28, 3), dtype=np.uint8)  # 32-pixel crops: random rows, padded columns
+    cues = np.zeros((8, 3, 8, 8), np.uint8)
+    cues[:, 0, :3], cues[:, 1, 5:] = 1, 1
+    torch.manual_seed(0)
+    model = build_segmenter("small", 3, width=4)
+    schedule = SGDSchedule(lr=0.01, momentum=0.9, weight_decay=5e-4, head_lr_mult=10.0, warmup_iters=2,
+                           decay_every_epochs=1, decay_gamma=0.5)
+    with SupervisionPool(workers=0) as pool:
+        history = train_dgcn(model, images, cues, np.array([[1, 1, 0]] * 8, np.uint8), pool, schedule,
+                             geometry=CropGeometry(32), epochs=3, batch_size=4, seed=1, checkpoint=checkpoint)
+    return model.state_dict(), history
+
+
+@pytest.mark.parametrize("train", [retrain_on_crops, train_dgcn_on_crops])
+def test_killed_run_resumes_to_the_same_weights(train: Callable[[Path | None], tuple[dict, TrainingLog]],
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     uninterrupted, history = train(None)
     checkpoint = tmp_path / "last.pt"
     save = loop._save_checkpoint
@@ -49,7 +71,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch: pyt
     assert torch.load(checkpoint, weights_only=False)["epoch"] == 1
     resumed, resumed_history = train(checkpoint)
     assert resumed_history == history and [row["epoch"] for row in history.epochs] == [1, 2, 3]
-    assert [row["step"] for row in history.steps] == list(range(1, 10))
+    assert [row["step"] for row in history.steps] == list(range(1, len(history.steps) + 1))
     for name, tensor in uninterrupted.items():
         assert torch.equal(tensor, resumed[name]), name
 
@@ -100,8 +122,8 @@ def test_retraining_fits_with_either_optimizer(optimizer: str, lr: float) -> Non
     rng = np.random.default_rng(0)
     labels = (np.arange(32) >= rng.integers(4, 28, (16, 1, 1))).repeat(32, axis=1).astype(np.uint8)
     images = (np.where(labels[..., None] == 1, 200, 40) + rng.integers(0, 30, (16, 32, 32, 3))).astype(np.uint8)
-    history = train_segmenter(model, images, labels, epochs=6, batch_size=4, lr=lr, weight_decay=0.0, seed=0,
-                              optimizer=optimizer, momentum=0.9, head_lr_mult=10.0)
+    history = train_segmenter(model, images, labels, geometry=CropGeometry(32), epochs=6, batch_size=4, lr=lr,
+                              weight_decay=0.0, seed=0, optimizer=optimizer, momentum=0.9, head_lr_mult=10.0)
     losses = [row["loss"] for row in history.epochs]
     assert losses[-1] < 0.6 * losses[0]
 
@@ -115,8 +137,9 @@ def test_sgd_retraining_uses_the_head_scaled_groups_and_poly(monkeypatch: pytest
 
     monkeypatch.setattr(supervised, "sgd_with_head_lr", spy)
     images = np.zeros((8, 16, 16, 3), np.uint8)
-    train_segmenter(build_segmenter("small", 2, width=4), images, np.zeros((8, 16, 16), np.uint8), epochs=2,
-                    batch_size=4, lr=0.01, weight_decay=0.0, seed=0, optimizer="sgd", head_lr_mult=10.0)
+    train_segmenter(build_segmenter("small", 2, width=4), images, np.zeros((8, 16, 16), np.uint8),
+                    geometry=CropGeometry(16), epochs=2, batch_size=4, lr=0.01, weight_decay=0.0, seed=0,
+                    optimizer="sgd", head_lr_mult=10.0)
     assert len(built) == 1
     # 4 iterations of poly(power 0.9): after the last step the rate is 0 in both groups.
     assert [group["lr"] for group in built[0].param_groups] == [0.0, 0.0]
@@ -125,5 +148,6 @@ def test_sgd_retraining_uses_the_head_scaled_groups_and_poly(monkeypatch: pytest
 def test_unknown_optimizer_is_named() -> None:
     images = np.zeros((4, 16, 16, 3), np.uint8)
     with pytest.raises(ValueError, match="optimizer must be 'adamw' or 'sgd', got 'adam'"):
-        train_segmenter(build_segmenter("small", 2, width=4), images, np.zeros((4, 16, 16), np.uint8), epochs=1,
-                        batch_size=4, lr=0.01, weight_decay=0.0, seed=0, optimizer="adam")
+        train_segmenter(build_segmenter("small", 2, width=4), images, np.zeros((4, 16, 16), np.uint8),
+                        geometry=CropGeometry(16), epochs=1, batch_size=4, lr=0.01, weight_decay=0.0, seed=0,
+                        optimizer="adam")

@@ -1,5 +1,6 @@
 """Build networks by name, optionally initialising their trunk from a local pretrained file."""
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,13 @@ def build_segmenter(
     """
     if name not in SEGMENTERS:
         raise ValueError(f"unknown segmentation network {name!r}; choices: {sorted(SEGMENTERS)}")
-    model = SEGMENTERS[name](num_classes, **kwargs)
+    builder = SEGMENTERS[name]
+    options = [option for option in inspect.signature(builder).parameters if option != "num_classes"]
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        raise ValueError(f"network {name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
+                         f"{', '.join(options) or 'none'}")
+    model = builder(num_classes, **kwargs)
     if pretrained is not None:
         load_backbone_weights(model.trunk, pretrained)
     return model

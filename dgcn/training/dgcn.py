@@ -9,10 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgcn.data.loading import normalize
+from dgcn.data.augment import CropGeometry
+from dgcn.data.crops import CueCrops, Indexed
 from dgcn.losses import constrain_loss, seeding_loss, smoothed_softmax
+from dgcn.models.segmenter import SegmentationNet
 from dgcn.supervision import SupervisionPool
-from dgcn.training.loop import TrainingLog, fit, mirror
+from dgcn.training.batchnorm import apply_batchnorm_policy
+from dgcn.training.loader import EpochLoader, network_input
+from dgcn.training.loop import TrainingLog, fit
 from dgcn.training.optim import sgd_with_head_lr
 from dgcn.training.schedule import warmup_step_decay
 
@@ -30,38 +34,49 @@ class SGDSchedule:
     decay_gamma: float
 
 
-def train_dgcn(model: torch.nn.Module, images: np.ndarray, grid_images: np.ndarray, cues: np.ndarray,
-               image_labels: np.ndarray, pool: SupervisionPool, schedule: SGDSchedule, *, epochs: int,
-               batch_size: int, seed: int, checkpoint: Path | None = None) -> TrainingLog:
-    """Train the segmentation network from cues.
+def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_labels: np.ndarray,
+               pool: SupervisionPool, schedule: SGDSchedule, *, geometry: CropGeometry, epochs: int, batch_size: int,
+               seed: int, data_workers: int = 0, batchnorm: str = "train", checkpoint: Path | None = None
+               ) -> TrainingLog:
+    """Train the segmentation network from cues on random crops of the native images (spec 2.6).
 
-    images (N, S, S, 3) uint8 network inputs; grid_images (N, h, w, 3) uint8 the same images at the output grid (for
-    the CRF); cues (N, C, h, w) uint8; image_labels (N, C) uint8 with background set. Each step cuts, per image and
-    present class, a graph on the detached features, and fits the network to the grown supervision. Runs on the
-    model's device; the cuts and CRFs run on the CPU workers of `pool`.
+    images: (H_i, W_i, 3) uint8 per sample, native size; cues: (C, G, G) uint8 per sample over the whole image;
+    image_labels (N, C) uint8 with background set. Each sample is cut by `geometry` and its cues remapped to the
+    crop's grid (CueCrops); padded pixels carry no cue and count in neither loss. Each step cuts, per image and present
+    class, a graph on the detached features, and fits the network to the grown supervision. Runs on the model's
+    device; the cuts and CRFs run on the CPU workers of `pool`, the reading on `data_workers` DataLoader processes
+    (results do not depend on either count). batchnorm: "train" or "frozen" (dgcn.training.batchnorm).
     """
+    apply_batchnorm_policy(model, batchnorm)
+    device = next(model.parameters()).device
+    grid = -(-geometry.crop_size // model.output_stride)
+    loader = EpochLoader(CueCrops(images, cues, geometry, grid), batch_size=batch_size, seed=seed,
+                         workers=data_workers, pin_memory=device.type == "cuda")
     optimizer = sgd_with_head_lr(model, lr=schedule.lr, momentum=schedule.momentum,
                                  weight_decay=schedule.weight_decay, head_lr_mult=schedule.head_lr_mult)
-    iters_per_epoch = max(1, len(images) // min(batch_size, len(images)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
-        warmup_step_decay, warmup_iters=schedule.warmup_iters, iters_per_epoch=iters_per_epoch,
+        warmup_step_decay, warmup_iters=schedule.warmup_iters, iters_per_epoch=len(loader),
         decay_every_epochs=schedule.decay_every_epochs, gamma=schedule.decay_gamma))
-    images_t, grid_t, cues_t = torch.from_numpy(images), torch.from_numpy(grid_images), torch.from_numpy(cues)
     classes = [np.flatnonzero(row) for row in image_labels]
-    device = next(model.parameters()).device
 
-    def step(indices: np.ndarray, flips: np.ndarray) -> dict[str, float]:
-        out = model(mirror(normalize(images_t[indices].to(device)), flips))
+    def step(batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
+        x, grid_images, crop_cues, valid, indices = batch
+        out = model(network_input(x, device))
+        if out.scores.shape[-2:] != crop_cues.shape[-2:]:
+            raise ValueError(f"the network's output grid {tuple(out.scores.shape[-2:])} for {geometry.crop_size}-pixel "
+                             f"crops is not ceil(crop_size / output stride) = {grid}")
         probs = smoothed_softmax(out.scores)
-        pending = pool.submit(out.features.detach(), probs.detach(), mirror(cues_t[indices], flips).numpy(),
-                              [classes[i] for i in indices], mirror(grid_t[indices], flips, dim=2).numpy())
+        pending = pool.submit(out.features.detach(), probs.detach(), crop_cues.numpy(),
+                              [classes[i] for i in indices.tolist()], grid_images.numpy())
         supervision, crf_probs = pending.result()
-        seeding = seeding_loss(probs, torch.from_numpy(supervision))
-        constrain = constrain_loss(probs, torch.from_numpy(crf_probs))
+        valid = valid.to(device)
+        # Padded pixels supervise nothing, whatever the cut made of them.
+        seeding = seeding_loss(probs, torch.from_numpy(supervision).to(device) * valid[:, None])
+        constrain = constrain_loss(probs, torch.from_numpy(crf_probs), valid=valid)
         optimizer.zero_grad(set_to_none=True)
         (seeding + constrain).backward()
         optimizer.step()
         return {"loss": seeding.item() + constrain.item(), "seeding": seeding.item(), "constrain": constrain.item()}
 
-    return fit(model=model, optimizer=optimizer, scheduler=scheduler, step=step, num_samples=len(images),
-               batch_size=batch_size, epochs=epochs, seed=seed, checkpoint=checkpoint, desc="dgcn")
+    return fit(model=model, optimizer=optimizer, scheduler=scheduler, step=step, batches=loader, epochs=epochs,
+               checkpoint=checkpoint, desc="dgcn")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sized
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -13,7 +14,14 @@ import torch
 from dgcn.errors import ModelFileError
 from dgcn.progress import log_line, progress
 
-Step = Callable[[np.ndarray, np.ndarray], dict[str, float]]
+B = TypeVar("B")
+B_co = TypeVar("B_co", covariant=True)
+
+
+class EpochData(Sized, Protocol[B_co]):
+    """The batches of one epoch: sized and iterable (a list, a DataLoader)."""
+
+    def __iter__(self) -> Iterator[B_co]: ...
 
 
 @dataclass
@@ -43,9 +51,10 @@ def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> l
 
 
 def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler, step: Step, num_samples: int, batch_size: int,
-        epochs: int, seed: int, checkpoint: Path | None = None, desc: str = "training") -> TrainingLog:
-    """Run `epochs` epochs of `step(indices, flips) -> losses`, stepping the scheduler per iteration.
+        scheduler: torch.optim.lr_scheduler.LRScheduler, step: Callable[[B], dict[str, float]],
+        batches: Callable[[int], EpochData[B]], epochs: int, checkpoint: Path | None = None,
+        desc: str = "training") -> TrainingLog:
+    """Run `epochs` epochs of `step(batch) -> losses` over `batches(epoch)`, stepping the scheduler per iteration.
 
     Returns the loss log (per epoch and per step). With `checkpoint`, the state after every epoch is saved
     there and an interrupted run resumes from the last completed epoch. Prints one line per epoch on stderr
@@ -68,18 +77,18 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         began = time.perf_counter()
         model.train()
         totals: dict[str, float] = {}
-        batches = epoch_batches(num_samples, batch_size, seed, epoch)
+        data = batches(epoch)
         title = f"{desc} epoch {epoch + 1}/{epochs}"
         # No end-of-loop line from the bar: the epoch line below says more.
-        bar = progress(batches, title, summary=False)
+        bar = progress(data, title, summary=False)
         for batch in bar:
-            losses = step(batch.indices, batch.flips)
+            losses = step(batch)
             scheduler.step()
             log.steps.append({"step": len(log.steps) + 1, **{key: round(value, 6) for key, value in losses.items()}})
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0.0) + value
             bar.set_postfix({key: f"{value:.3f}" for key, value in losses.items()})
-        means = {key: round(value / len(batches), 6) for key, value in totals.items()}
+        means = {key: round(value / len(data), 6) for key, value in totals.items()}
         log.epochs.append({"epoch": epoch + 1, **means})
         if checkpoint is not None:
             _save_checkpoint(checkpoint, model, optimizer, scheduler, epoch, log)

@@ -1,59 +1,60 @@
-"""Plainly supervised training: the cue classifier (image labels, BCE) and retraining (dense labels, CE)."""
+"""Plainly supervised training: the cue classifier (image labels, BCE) here, and the optimiser and step that it shares
+with retraining (dgcn.training.retrain)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dgcn.data.loading import normalize
-from dgcn.data.palette import IGNORE_INDEX
-from dgcn.training.loop import TrainingLog, fit, mirror
-from dgcn.training.optim import sgd_with_head_lr
+from dgcn.training.loop import Batch, EpochData, TrainingLog, epoch_batches, fit, mirror
+from dgcn.training.optim import sgd_with_head_lr, trainable
 from dgcn.training.schedule import poly
 
+B = TypeVar("B")
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def train_classifier(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, **settings) -> TrainingLog:
-    """Multi-label classifier on (N, S, S, 3) uint8 images and (N, C-1) {0,1} foreground labels (BCE)."""
+def train_classifier(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
+                     **settings) -> TrainingLog:
+    """Multi-label classifier on (N, S, S, 3) uint8 images and (N, C-1) {0,1} foreground labels (BCE), in memory.
+
+    settings: the keyword arguments of train_supervised (epochs, lr, weight_decay, optimizer, ...).
+    """
+    images_t, targets = torch.from_numpy(images), torch.from_numpy(labels).float()
+    device = next(model.parameters()).device
+
+    def inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        x = mirror(normalize(images_t[batch.indices].to(device)), batch.flips)
+        return x, targets[batch.indices].to(device)
 
     def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(model(x), target)
 
-    return _train(model, images, torch.from_numpy(labels).float(), loss, mirror_targets=False, desc="classifier",
-                  **settings)
+    plan = partial(epoch_batches, len(images), batch_size, seed)
+    return train_supervised(model, plan, inputs, loss, iters_per_epoch=len(plan(0)), desc="classifier", **settings)
 
 
-def train_segmenter(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, **settings) -> TrainingLog:
-    """Segmentation network on (N, S, S, 3) uint8 images and (N, S, S) uint8 label maps (CE, 255 ignored)."""
-
-    def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        scores = F.interpolate(model(x).scores, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        return F.cross_entropy(scores, target, ignore_index=IGNORE_INDEX)
-
-    return _train(model, images, torch.from_numpy(labels).long(), loss, mirror_targets=True, desc="retrain",
-                  **settings)
-
-
-def _train(model: torch.nn.Module, images: np.ndarray, targets: torch.Tensor, loss: Loss, *, mirror_targets: bool,
-           desc: str, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
-           checkpoint: Path | None = None, optimizer: str = "adamw", momentum: float = 0.9,
-           head_lr_mult: float = 10.0) -> TrainingLog:
-    """Train on the model's device; mirrored samples mirror their dense targets too.
+def train_supervised(model: torch.nn.Module, batches: Callable[[int], EpochData[B]],
+                     inputs: Callable[[B], tuple[torch.Tensor, torch.Tensor]], loss: Loss, *, iters_per_epoch: int,
+                     desc: str, epochs: int, lr: float, weight_decay: float, checkpoint: Path | None = None,
+                     optimizer: str = "adamw", momentum: float = 0.9, head_lr_mult: float = 10.0) -> TrainingLog:
+    """Minimise `loss(*inputs(batch))` over `batches(epoch)` on the model's device (inputs puts them there).
 
     optimizer "adamw": AdamW with a one-cycle schedule peaking at lr (fast from scratch on a CPU). "sgd": the published
-    DeepLab recipe, SGD with `momentum`, the head at `head_lr_mult` x lr, poly decay (power 0.9) per iteration.
+    DeepLab recipe, SGD with `momentum`, the head at `head_lr_mult` x lr, poly decay (power 0.9) per iteration. Only
+    trainable parameters join (frozen BatchNorm layers stay out).
     """
-    images_t = torch.from_numpy(images)
-    device = next(model.parameters()).device
-    steps = epochs * max(1, len(images) // min(batch_size, len(images)))
+    steps = epochs * iters_per_epoch
     if optimizer == "adamw":
-        optim: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        optim: torch.optim.Optimizer = torch.optim.AdamW(trainable(model.parameters()), lr=lr,
+                                                         weight_decay=weight_decay)
         scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
             optim, max_lr=lr, total_steps=steps)
     elif optimizer == "sgd":
@@ -62,14 +63,12 @@ def _train(model: torch.nn.Module, images: np.ndarray, targets: torch.Tensor, lo
     else:
         raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
 
-    def step(indices: np.ndarray, flips: np.ndarray) -> dict[str, float]:
-        target = targets[indices].to(device)
-        target = mirror(target, flips) if mirror_targets else target
-        value = loss(mirror(normalize(images_t[indices].to(device)), flips), target)
+    def step(batch: B) -> dict[str, float]:
+        value = loss(*inputs(batch))
         optim.zero_grad(set_to_none=True)
         value.backward()
         optim.step()
         return {"loss": value.item()}
 
-    return fit(model=model, optimizer=optim, scheduler=scheduler, step=step, num_samples=len(images),
-               batch_size=batch_size, epochs=epochs, seed=seed, checkpoint=checkpoint, desc=desc)
+    return fit(model=model, optimizer=optim, scheduler=scheduler, step=step, batches=batches, epochs=epochs,
+               checkpoint=checkpoint, desc=desc)

@@ -1,0 +1,170 @@
+"""Training samples read and augmented one at a time: torch Datasets of random crops of native-size images.
+
+A sample is addressed by a SampleKey: its randomness comes from numpy's Generator seeded with (seed, epoch, index), and
+its mirror flag from the epoch's batch plan, so a sample's bytes do not depend on the DataLoader's worker count, on
+which other samples were read, or on whether the run was resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dgcn.data.augment import MEAN_RGB, Crop, CropGeometry, remap_cues
+from dgcn.data.loading import normalize, resize_image, resize_labels
+from dgcn.data.palette import IGNORE_INDEX
+
+
+class Indexed(Protocol):
+    """Anything holding per-sample arrays by position: a numpy array, a list, a store."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> np.ndarray: ...
+
+
+class SampleKey(NamedTuple):
+    """What a Dataset of this module is indexed with: the sample `index`, the `seed` and `epoch` that seed its
+    augmentation, and whether to mirror it."""
+
+    seed: int
+    epoch: int
+    index: int
+    flip: bool
+
+
+class NamedFiles:
+    """Position i -> load(names[i]); picklable (for DataLoader workers) whenever `load` is, e.g. a bound method of a
+    VOCDataset."""
+
+    def __init__(self, load: Callable[[str], np.ndarray], names: Sequence[str]) -> None:
+        self.load = load
+        self.names = list(names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.load(self.names[i])
+
+
+class LazyStore:
+    """opener(path)[i], the store opened on first use in each process: an open Zarr store is never pickled into a
+    DataLoader worker. `opener` is a store class such as CueStore or LabelStore."""
+
+    def __init__(self, opener: Callable[[Path], Indexed], path: Path) -> None:
+        self.opener = opener
+        self.path = Path(path)
+        self._store: Indexed | None = None
+
+    def _open(self) -> Indexed:
+        if self._store is None:
+            self._store = self.opener(self.path)
+        return self._store
+
+    def __len__(self) -> int:
+        return len(self._open())
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return np.asarray(self._open()[i])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_store": None}
+
+
+def normalized_window(image: np.ndarray, crop: Crop) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, S, S) float32 normalised crop, 0 (the mean) where the window leaves the image."""
+    part = image[crop.top:crop.top + crop.size, crop.left:crop.left + crop.size]
+    out = torch.zeros(3, crop.size, crop.size)
+    out[:, :part.shape[0], :part.shape[1]] = normalize(torch.from_numpy(np.array(part))[None])[0]  # a writable copy
+    return out
+
+
+class CropDataset(Dataset):
+    """The shared machinery: key -> (seeded Generator, native image) -> resized, jittered image and crop; subclasses
+    cut their targets with the same crop and mirror everything together."""
+
+    def __init__(self, images: Indexed, geometry: CropGeometry) -> None:
+        self.images = images
+        self.geometry = geometry
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _place(self, key: SampleKey) -> tuple[np.ndarray, np.ndarray, Crop]:
+        """(native image, resized + jittered image, crop), drawn from the key's own Generator."""
+        native = np.asarray(self.images[key.index])
+        image, crop = self.geometry.place(native, np.random.default_rng([key.seed, key.epoch, key.index]))
+        return native, image, crop
+
+
+def _mirror(values: np.ndarray, flip: bool, axis: int = -1) -> np.ndarray:
+    """Flip `axis` (the width) when `flip`; a writable contiguous copy either way (torch refuses read-only arrays)."""
+    return np.array(np.flip(values, axis) if flip else values)
+
+
+def _mirror_tensor(values: torch.Tensor, flip: bool) -> torch.Tensor:
+    """Flip the last axis (the width) when `flip`."""
+    return torch.flip(values, dims=[-1]) if flip else values
+
+
+class CueCrops(CropDataset):
+    """DGCN training samples (spec 2.6): a crop of the image, its cues remapped to the crop's grid, the crop at the
+    grid for the training CRF, and which grid pixels are image rather than padding.
+
+    images: (H_i, W_i, 3) uint8 per sample; cues: (C, G, G) uint8 per sample over the whole image; grid: the network's
+    output side for a crop_size input. An item is (image (3, S, S) float32, grid_image (g, g, 3) uint8, cues
+    (C, g, g) uint8, valid (g, g) bool, index).
+    """
+
+    def __init__(self, images: Indexed, cues: Indexed, geometry: CropGeometry, grid: int) -> None:
+        super().__init__(images, geometry)
+        if len(cues) != len(images):
+            raise ValueError(f"{len(cues)} cue maps for {len(images)} images")
+        self.cues = cues
+        self.grid = grid
+
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, int]:
+        _, image, crop = self._place(key)
+        # The CRF's colours: the crop padded with the mean colour, zoomed to the grid (spec 2.5).
+        grid_image = resize_image(crop.window(image, MEAN_RGB), (self.grid, self.grid))
+        cues = remap_cues(np.asarray(self.cues[key.index]), crop, self.grid)
+        return (_mirror_tensor(normalized_window(image, crop), key.flip), _mirror(grid_image, key.flip, axis=1),
+                _mirror(cues, key.flip), _mirror(crop.valid_grid(self.grid), key.flip), key.index)
+
+
+class LabelCrops(CropDataset):
+    """Retraining samples (spec 5): the image and its dense label map rescaled together (labels by nearest
+    neighbour), cropped with 0 (the mean) padding of the image and IGNORE_INDEX padding of the labels, mirrored.
+
+    labels: (H_i, W_i) uint8 per sample, the size of its image. An item is (image (3, S, S) float32, labels (S, S)
+    int64).
+    """
+
+    def __init__(self, images: Indexed, labels: Indexed, geometry: CropGeometry) -> None:
+        super().__init__(images, geometry)
+        if len(labels) != len(images):
+            raise ValueError(f"{len(labels)} label maps for {len(images)} images")
+        self.labels = labels
+
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor]:
+        native, image, crop = self._place(key)
+        labels = np.asarray(self.labels[key.index])
+        if labels.shape != native.shape[:2]:
+            raise ValueError(f"sample {key.index}: label map {labels.shape} differs from its image {native.shape[:2]}")
+        labels = crop.window(resize_labels(labels, image.shape[:2]), IGNORE_INDEX)
+        return _mirror_tensor(normalized_window(image, crop), key.flip), torch.from_numpy(_mirror(labels, key.flip)).long()
+
+
+def labelled_fraction(labels: Iterable[np.ndarray]) -> float:
+    """Fraction of the pixels of all label maps that carry a class (are not IGNORE_INDEX), each map at its own size."""
+    labelled = pixels = 0
+    for label in labels:
+        labelled += int(np.count_nonzero(label != IGNORE_INDEX))
+        pixels += label.size
+    return labelled / pixels if pixels else 0.0

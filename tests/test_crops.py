@@ -1,0 +1,236 @@
+"""Training geometry as published: random crops of the native image, cues remapped to the crop, padding masked, random
+scale with ignore padding for retraining, per-sample randomness independent of the DataLoader's workers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import dgcn.training.dgcn as dgcn_training
+from dgcn.data.augment import ColorJitter, Crop, CropGeometry, nearest_indices, random_crop, remap_cues, zoom_nearest
+from dgcn.data.crops import CueCrops, LabelCrops, SampleKey, labelled_fraction
+from dgcn.data.loading import normalize, resize_labels
+from dgcn.data.palette import IGNORE_INDEX
+from dgcn.losses import constrain_loss, seeding_loss
+from dgcn.models.registry import build_segmenter
+from dgcn.supervision import SupervisionPool
+from dgcn.training.dgcn import SGDSchedule, train_dgcn
+from dgcn.training.loader import EpochLoader
+
+
+def test_nearest_indices_sample_pixel_centres() -> None:
+    assert nearest_indices(4, 8).tolist() == [1, 3, 5, 7]
+    assert nearest_indices(8, 4).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert nearest_indices(2, 3).tolist() == [0, 2]
+    assert nearest_indices(41, 41).tolist() == list(range(41))
+
+
+def test_cues_are_remapped_to_a_crop_that_leaves_the_image() -> None:
+    # A 4x4 cue grid over an 8-row x 6-column image, each grid pixel with its own pattern of three classes.
+    cues = np.zeros((3, 4, 4), np.uint8)
+    cues[0] = [[1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0], [1, 1, 0, 0]]
+    cues[1] = [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
+    cues[2] = [[0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 1]]
+    # A 4-pixel window at row 2, column 4: columns 6 and 7 are padding. Its 2x2 grid samples window pixels 1 and 3,
+    # i.e. image rows 3, 5 (cue rows 1, 2) and image columns 5 (cue column 3), 7 (padding).
+    crop = Crop(top=2, left=4, size=4, height=8, width=6)
+    remapped = remap_cues(cues, crop, grid=2)
+    expected = np.zeros((3, 2, 2), np.uint8)
+    expected[:, 0, 0] = [1, 0, 1]  # cue pixel (1, 3): multi-hot stays multi-hot
+    expected[:, 1, 0] = [0, 1, 0]  # cue pixel (2, 3)
+    np.testing.assert_array_equal(remapped, expected)
+    assert crop.valid_grid(2).tolist() == [[True, False], [True, False]]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_remap_equals_zoom_crop_zoom(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    height, width, side, grid = (int(v) for v in rng.integers(20, 90, 4))
+    cues = (rng.random((4, side // 2 + 2, side // 2 + 2)) < 0.3).astype(np.uint8)
+    crop = random_crop(rng, height, width, int(rng.integers(10, 100)))
+    # The published steps literally: zoom to the image, crop with no cue in the padding, zoom to the grid.
+    literal = zoom_nearest(crop.window(zoom_nearest(cues, (height, width)).transpose(1, 2, 0), 0).transpose(2, 0, 1),
+                           (grid, grid))
+    np.testing.assert_array_equal(remap_cues(cues, crop, grid), literal)
+    padding = ~crop.valid_grid(grid)
+    assert not remap_cues(np.ones_like(cues), crop, grid)[:, padding].any()
+
+
+def test_a_crop_of_the_whole_image_changes_nothing() -> None:
+    # The embedded default: 96x96 images, 96 crops, 24x24 cues and grid.
+    rng = np.random.default_rng(0)
+    crop = random_crop(rng, 96, 96, 96)
+    assert (crop.top, crop.left) == (0, 0)
+    cues = (rng.random((6, 24, 24)) < 0.3).astype(np.uint8)
+    np.testing.assert_array_equal(remap_cues(cues, crop, 24), cues)
+    assert crop.valid_grid(24).all()
+
+
+def test_random_crop_keeps_a_small_image_at_the_top_left() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        crop = random_crop(rng, 30, 50, 40)
+        assert crop.top == 0 and 0 <= crop.left <= 10
+    image = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    window = Crop(1, 2, 3, 3, 4).window(image, 255)
+    assert window.tolist() == [[6, 7, 255], [10, 11, 255], [255, 255, 255]]
+
+
+def _images(rng: np.random.Generator, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+
+
+def test_dgcn_sample_pads_with_the_mean_and_masks_the_padding() -> None:
+    rng = np.random.default_rng(0)
+    images = _images(rng, [(16, 12)])
+    cues = [np.ones((3, 5, 5), np.uint8)]
+    data = CueCrops(images, cues, CropGeometry(16), grid=4)
+    image, grid_image, crop_cues, valid, index = data[SampleKey(seed=0, epoch=0, index=0, flip=False)]
+    assert image.shape == (3, 16, 16) and grid_image.shape == (4, 4, 3) and crop_cues.shape == (3, 4, 4)
+    assert index == 0 and valid.dtype == bool
+    assert torch.equal(image[:, :, 12:], torch.zeros(3, 16, 4))  # columns past the image: 0, the mean
+    assert torch.equal(image[:, :, :12], normalize(torch.from_numpy(images[0][None]))[0])
+    assert valid.tolist() == [[True, True, True, False]] * 4  # grid columns sample window columns 2, 6, 10, 14
+    np.testing.assert_array_equal(crop_cues, np.broadcast_to(valid, (3, 4, 4)))
+    flipped = data[SampleKey(seed=0, epoch=0, index=0, flip=True)]
+    assert torch.equal(flipped[0], image.flip(-1))
+    np.testing.assert_array_equal(flipped[1], grid_image[:, ::-1])
+    np.testing.assert_array_equal(flipped[2], crop_cues[..., ::-1])
+    np.testing.assert_array_equal(flipped[3], valid[:, ::-1])
+
+
+def test_retrain_sample_scales_crops_and_pads_labels_with_ignore() -> None:
+    rng = np.random.default_rng(0)
+    images = _images(rng, [(10, 8)])
+    labels = [rng.integers(0, 3, (10, 8), dtype=np.uint8)]
+    # Scale 0.5: a 5x4 image in a 16-pixel crop.
+    image, target = LabelCrops(images, labels, CropGeometry(16, scale_range=(0.5, 0.5)))[SampleKey(0, 0, 0, False)]
+    assert image.shape == (3, 16, 16) and target.shape == (16, 16) and target.dtype == torch.int64
+    np.testing.assert_array_equal(target[:5, :4].numpy(), resize_labels(labels[0], (5, 4)))
+    assert (target[5:] == IGNORE_INDEX).all() and (target[:, 4:] == IGNORE_INDEX).all()
+    assert (image[:, 5:] == 0).all() and (image[:, :, 4:] == 0).all() and (image[:, :5, :4] != 0).any()
+    # Scale 2: a 20x16 image, cropped to 16 at a random row; every label is a class.
+    data = LabelCrops(images, labels, CropGeometry(16, scale_range=(2.0, 2.0)))
+    tops = set()
+    for epoch in range(12):
+        image, target = data[SampleKey(0, epoch, 0, False)]
+        scaled = resize_labels(labels[0], (20, 16))
+        top = next(t for t in range(5) if np.array_equal(scaled[t:t + 16], target.numpy()))
+        tops.add(top)
+        mirrored = data[SampleKey(0, epoch, 0, True)]
+        assert torch.equal(mirrored[0], image.flip(-1)) and torch.equal(mirrored[1], target.flip(-1))
+    assert len(tops) > 1
+
+
+def test_retrain_scale_is_drawn_from_the_range() -> None:
+    rng = np.random.default_rng(1)
+    images = _images(rng, [(40, 40)])
+    data = LabelCrops(images, [np.zeros((40, 40), np.uint8)], CropGeometry(64, scale_range=(0.5, 1.5)))
+    sides = {int((data[SampleKey(0, epoch, 0, False)][1][0] != IGNORE_INDEX).sum()) for epoch in range(20)}
+    assert len(sides) > 5 and min(sides) >= 20 and max(sides) <= 60
+
+
+def test_label_map_of_another_size_is_named() -> None:
+    data = LabelCrops([np.zeros((10, 8, 3), np.uint8)], [np.zeros((10, 9), np.uint8)], CropGeometry(8))
+    with pytest.raises(ValueError, match=r"sample 0: label map \(10, 9\) differs from its image \(10, 8\)"):
+        data[SampleKey(0, 0, 0, False)]
+
+
+def test_labelled_fraction_counts_every_pixel_of_every_map() -> None:
+    maps = [np.array([[0, 255]], np.uint8), np.array([[1, 2, 255], [3, 4, 5]], np.uint8)]
+    assert labelled_fraction(maps) == pytest.approx(6 / 8)
+
+
+def _batches(loader: EpochLoader, epochs: int) -> list:
+    return [batch for epoch in range(epochs) for batch in loader(epoch)]
+
+
+def test_batches_do_not_depend_on_the_number_of_workers() -> None:
+    rng = np.random.default_rng(0)
+    sizes = [(int(h), int(w)) for h, w in rng.integers(20, 50, (10, 2))]
+    images = _images(rng, sizes)
+    labels = [rng.integers(0, 4, size, dtype=np.uint8) for size in sizes]
+    geometry = CropGeometry(32, scale_range=(0.5, 1.5), jitter=ColorJitter(0.3, 0.3, 0.3, 0.1))
+    data = LabelCrops(images, labels, geometry)
+    in_process = _batches(EpochLoader(data, batch_size=4, seed=5, workers=0), 2)
+    assert len(in_process) == 4
+    generator_state = torch.random.get_rng_state()
+    in_workers = _batches(EpochLoader(data, batch_size=4, seed=5, workers=2), 2)
+    assert torch.equal(torch.random.get_rng_state(), generator_state)  # torch's global generator untouched
+    for (x0, y0), (x1, y1) in zip(in_process, in_workers, strict=True):
+        assert torch.equal(x0, x1) and torch.equal(y0, y1)
+    # Another seed draws other crops.
+    other = _batches(EpochLoader(data, batch_size=4, seed=6, workers=0), 1)
+    assert not torch.equal(other[0][0], in_process[0][0])
+
+
+def test_colour_jitter_changes_colours_only_when_asked() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    assert not ColorJitter().active
+    jittered = ColorJitter(0.3, 0.3, 0.3, 0.1)(image, np.random.default_rng(1))
+    again = ColorJitter(0.3, 0.3, 0.3, 0.1)(image, np.random.default_rng(1))
+    assert jittered.shape == image.shape and jittered.dtype == np.uint8
+    assert np.array_equal(jittered, again) and not np.array_equal(jittered, image)
+
+
+def test_resize_long_draws_the_long_side() -> None:
+    geometry = CropGeometry(64, resize_long=(40, 60))
+    rng = np.random.default_rng(0)
+    sizes = [geometry.draw_size(rng, 30, 20) for _ in range(30)]
+    assert all(40 <= h <= 60 and w == round(h * 20 / 30) for h, w in sizes) and len(set(sizes)) > 5
+    with pytest.raises(ValueError, match="either scale_range or resize_long"):
+        CropGeometry(64, scale_range=(0.5, 1.5), resize_long=(40, 60))
+
+
+def test_padded_pixels_do_not_change_the_losses() -> None:
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(2, 3, 4, 4), dim=1)
+    crf = torch.softmax(torch.randn(2, 3, 4, 4), dim=1)
+    valid = torch.ones(2, 4, 4, dtype=torch.bool)
+    valid[:, :, 3] = False
+    supervision = (torch.rand(2, 3, 4, 4) < 0.4).to(torch.uint8) * valid[:, None]
+    other_probs, other_crf = probs.clone(), crf.clone()
+    other_probs[:, :, :, 3] = torch.softmax(torch.randn(2, 3, 4), dim=1)
+    other_crf[:, :, :, 3] = torch.softmax(torch.randn(2, 3, 4), dim=1)
+    assert constrain_loss(probs, crf, valid=valid) == constrain_loss(other_probs, other_crf, valid=valid)
+    assert constrain_loss(probs, crf) != constrain_loss(other_probs, other_crf)
+    assert seeding_loss(probs, supervision) == seeding_loss(other_probs, supervision)
+    with pytest.raises(ValueError, match=r"valid shape \(2, 4\) is not \(B, h, w\)"):
+        constrain_loss(probs, crf, valid=valid[:, 0])
+
+
+def test_dgcn_training_masks_padded_pixels_in_both_losses(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+
+    def seeding_spy(probs, supervision):
+        seen.append(("seeding", supervision.clone()))
+        return seeding_loss(probs, supervision)
+
+    def constrain_spy(probs, crf_probs, valid=None):
+        seen.append(("constrain", valid.clone()))
+        return constrain_loss(probs, crf_probs, valid=valid)
+
+    monkeypatch.setattr(dgcn_training, "seeding_loss", seeding_spy)
+    monkeypatch.setattr(dgcn_training, "constrain_loss", constrain_spy)
+    rng = np.random.default_rng(0)
+    images = _images(rng, [(32, 20)] * 4)  # 20 columns in 32-pixel crops: the right of every crop is padding
+    cues = np.zeros((4, 3, 8, 8), np.uint8)
+    cues[:, 0, :4], cues[:, 1, 4:] = 1, 1
+    labels = np.array([[1, 1, 0]] * 4, np.uint8)
+    torch.manual_seed(0)
+    model = build_segmenter("small", 3, width=4)
+    schedule = SGDSchedule(lr=0.01, momentum=0.9, weight_decay=0.0, head_lr_mult=10.0, warmup_iters=1,
+                           decay_every_epochs=1, decay_gamma=1.0)
+    with SupervisionPool(workers=0) as pool:
+        train_dgcn(model, images, cues, labels, pool, schedule, geometry=CropGeometry(32), epochs=1, batch_size=4,
+                   seed=0)
+    (_, supervision), (_, valid) = seen
+    expected = Crop(0, 0, 32, 32, 20).valid_grid(8)  # 8x8 grid: columns 0-4 sample the image
+    assert expected[:, :5].all() and not expected[:, 5:].any()
+    # Mirrored samples have their padding on the left: each sample's mask is the expected one or its mirror.
+    for mask in valid.numpy():
+        assert np.array_equal(mask, expected) or np.array_equal(mask, expected[:, ::-1])
+    assert not (supervision * ~valid[:, None]).any() and supervision.any()
+
