@@ -224,9 +224,19 @@ def test_dgcn_training_masks_padded_pixels_in_both_losses(monkeypatch: pytest.Mo
     schedule = SGDSchedule(lr=0.01, momentum=0.9, weight_decay=0.0, head_lr_mult=10.0, warmup_iters=1,
                            decay_every_epochs=1, decay_gamma=1.0)
     with SupervisionPool(workers=0) as pool:
+        submit = pool.submit
+        graph_nodes = []
+
+        def submit_spy(*args, valid=None):
+            graph_nodes.append(valid)
+            return submit(*args, valid=valid)
+
+        monkeypatch.setattr(pool, "submit", submit_spy)
         train_dgcn(model, images, cues, labels, pool, schedule, geometry=CropGeometry(32), epochs=1, batch_size=4,
                    seed=0)
     (_, supervision), (_, valid) = seen
+    # The padded pixels are not graph nodes either: the pool gets the same mask.
+    assert len(graph_nodes) == 1 and np.array_equal(np.asarray(graph_nodes[0]), valid.numpy())
     expected = Crop(0, 0, 32, 32, 20).valid_grid(8)  # 8x8 grid: columns 0-4 sample the image
     assert expected[:, :5].all() and not expected[:, 5:].any()
     # Mirrored samples have their padding on the left: each sample's mask is the expected one or its mirror.
