@@ -25,8 +25,9 @@ def main(
     config: Path = CONFIG,
     defaults: Path = DEFAULTS,
 ) -> None:
-    """Refine every exported image with a dense CRF on its full-resolution image (published kernels); unary: the
-    network's probabilities, confident where the graph cut grew the cues."""
+    """Refine the export's evidence with a dense CRF on each full-resolution image (published kernels).
+
+    Unary: the network's probabilities, confident where the graph cut grew the cues (crf.grown_confidence)."""
     settings = load_params("crf", CRFStageParams, config=config, defaults=defaults)
     kernels = load_params("dense_crf", DenseCRFParams, config=config, defaults=defaults)
     data = Manifest.load(manifest)

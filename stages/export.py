@@ -29,8 +29,10 @@ def main(
     config: Path = CONFIG,
     defaults: Path = DEFAULTS,
 ) -> None:
-    """Pseudo-labels: multi-scale + mirrored DGCN probabilities at each image's aspect ratio, cues grown by graph cut,
-    upsampled to each image; the probabilities and grown masks on the network's grid as the CRF's evidence."""
+    """Pseudo-labels at each image's aspect ratio (multi-scale, mirrored), cues grown by graph cut; the CRF's evidence.
+
+    The DGCN probabilities restricted to the image's classes and the grown cues, on the network's grid, go to
+    evidence.zarr; their upsampled argmax to pseudo_labels.zarr."""
     settings = load_params("export", ExportParams, config=config, defaults=defaults)
     cut = load_params("graph_cut", GraphCutParams, config=config, defaults=defaults)
     data = Manifest.load(manifest)

@@ -113,7 +113,7 @@ def test_crf_kernels_are_dense_crf_keyword_arguments(defaults: Path) -> None:
     ("cues", "cues: {epoch: 3}", "cues.epoch: unknown parameter; did you mean 'epochs'?"),
     ("retrain", "retrain: {optimizer: {momentun: 0.5}}",
      "retrain.optimizer.momentun: unknown parameter; did you mean 'momentum'?"),
-    ("crf", "crf: {zzz: 1}", "crf.zzz: unknown parameter; known: label_confidence, workers"),
+    ("crf", "crf: {zzz: 1}", "crf.zzz: unknown parameter; known: grown_confidence, workers"),
 ])
 def test_bad_config_value_names_config_file_and_key(tmp_path: Path, defaults: Path, section: str, text: str,
                                                      message: str) -> None:

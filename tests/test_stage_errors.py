@@ -11,8 +11,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from dgcn.data.palette import voc_palette
-from dgcn.storage import LabelStoreWriter
+from dgcn.storage import Evidence, EvidenceStoreWriter
 from stages.app import app
 from stages.runtime import resolve_device
 
@@ -22,7 +21,7 @@ INPUTS = {
     "cues": [],
     "train-dgcn": ["--cues", "a/cues/cues.zarr", "--classifier", "a/cues/classifier.pt"],
     "export": ["--cues", "a/cues/cues.zarr", "--model", "a/train_dgcn/model.pt"],
-    "crf": ["--pseudo-labels", "a/export/pseudo_labels.zarr"],
+    "crf": ["--evidence", "a/export/evidence.zarr"],
     "retrain": ["--labels", "a/crf/crf_labels.zarr"],
     "evaluate": ["--metrics", "a/cues/metrics.json", "--cues", "a/cues/cues.zarr", "--pseudo-labels",
                  "a/export/pseudo_labels.zarr", "--crf-labels", "a/crf/crf_labels.zarr", "--model",
@@ -66,9 +65,9 @@ def test_missing_upstream_artifact_is_named(workdir: Path, stage: str) -> None:
 
 
 def test_out_of_range_param_is_named_with_its_file(workdir: Path) -> None:
-    set_param(workdir / "voc.yaml", "crf", label_confidence=1.5)
+    set_param(workdir / "voc.yaml", "crf", grown_confidence=1.5)
     code, output = invoke("crf", *INPUTS["crf"], "--manifest", "m.json", "--out", "a/crf")
-    assert code == 1 and "voc.yaml: crf.label_confidence:" in output and "1.5" in output
+    assert code == 1 and "voc.yaml: crf.grown_confidence:" in output and "1.5" in output
 
 
 def test_retrain_needs_exactly_one_label_source(workdir: Path) -> None:
@@ -85,11 +84,11 @@ def test_bad_dataset_root_is_named_and_writes_nothing(workdir: Path) -> None:
 def test_wrong_zarr_layout_is_named_and_leaves_no_output(workdir: Path, voc_mini: Path) -> None:
     manifest = prepare_voc_mini(voc_mini)
     assert manifest["splits"]["train"]["names"] == ["2011_000003", "2011_000006", "2011_000025"]
-    broken = workdir / "a/export/pseudo_labels.zarr"
+    broken = workdir / "a/export/evidence.zarr"
     broken.mkdir(parents=True)
     (broken / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
     code, output = invoke("crf", *INPUTS["crf"], "--manifest", "a/prepare/manifest.json", "--out", "a/crf")
-    assert code == 1 and "pseudo_labels.zarr" in output
+    assert code == 1 and "evidence.zarr: wrong Zarr layout" in output
     assert not (workdir / "a/crf").exists()
 
 
@@ -97,9 +96,13 @@ def test_stage_failing_part_way_publishes_nothing(workdir: Path, voc_mini: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     set_param(workdir / "voc.yaml", "crf", workers=0)
     train = prepare_voc_mini(voc_mini)["splits"]["train"]
-    with LabelStoreWriter(workdir / "a/export/pseudo_labels.zarr", train["names"], train["sizes"],
-                          [str(i) for i in range(21)], voc_palette()[:21].tolist()) as writer:
-        writer.write(0, [np.zeros(size, np.uint8) for size in train["sizes"]])
+    manifest = json.loads(Path("a/prepare/manifest.json").read_text())
+    background = np.zeros((21, 3, 4), np.float16)
+    background[0] = 1
+    evidence = Evidence(background, np.zeros((21, 3, 4), np.uint8), np.eye(21, dtype=bool)[0])
+    with EvidenceStoreWriter(workdir / "a/export/evidence.zarr", train["names"], manifest["class_names"],
+                             (3, 4)) as writer:
+        writer.write(0, [evidence] * len(train["names"]))
 
     def full_disk(path: Path, payload: object) -> None:
         raise ValueError(f"no space left to write {path.name}")
