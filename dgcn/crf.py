@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from functools import partial
 
@@ -49,33 +49,6 @@ def dense_crf(
         sxy=bilateral_sxy * scale, srgb=bilateral_srgb, rgbim=_writable(image), compat=bilateral_compat
     )
     return np.asarray(crf.inference(iterations), dtype=np.float32).reshape(num_classes, height, width)
-
-
-def labels_to_probs(
-    labels: np.ndarray, classes: Sequence[int], num_classes: int, confidence: float = 0.9, ignore_index: int = 255
-) -> np.ndarray:
-    """(H, W) label map -> (C, H, W) float32 probabilities for refining hard labels with dense_crf.
-
-    Mass is spread over the image's present classes only (absent classes get 0, so the CRF cannot introduce them): a
-    labelled pixel gets `confidence` on its label and the rest shared equally by the other present classes; an ignore
-    pixel gets a uniform distribution over the present classes, leaving it to the pairwise terms.
-    """
-    labels = np.asarray(labels)
-    present = np.unique(np.asarray(classes, dtype=np.int64))
-    if present.size == 0 or present[0] < 0 or present[-1] >= num_classes:
-        raise ValueError(f"classes must be a non-empty subset of [0, {num_classes}), got {list(classes)}")
-    if not 0 < confidence <= 1:
-        raise ValueError(f"confidence must be in (0, 1], got {confidence}")
-    stray = np.setdiff1d(np.unique(labels), np.append(present, ignore_index))
-    if stray.size:
-        raise ValueError(f"labels contain values {stray.tolist()} outside classes {present.tolist()}")
-    on = confidence if present.size > 1 else 1.0
-    off = (1.0 - on) / max(present.size - 1, 1)
-    values = np.where(labels[None] == present[:, None, None], on, off)
-    values = np.where(labels[None] == ignore_index, 1.0 / present.size, values)
-    probs = np.zeros((num_classes, *labels.shape), dtype=np.float32)
-    probs[present] = values
-    return probs
 
 
 def iter_dense_crf(

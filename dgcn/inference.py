@@ -24,27 +24,31 @@ class Prediction:
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: torch.Tensor, *, scales: Sequence[float], flip: bool,
-            size: tuple[int, int]) -> Prediction:
-    """Average softmax over `scales` (of the input size) and, with `flip`, their mirror images, resized to `size`."""
+            size: tuple[int, int] | None = None) -> Prediction:
+    """Average softmax over `scales` (of the input size) and, with `flip`, their mirror images, resized to `size`
+    (None: the output grid of the scale-1 pass, where the features are)."""
     model.eval()
     x = x.to(next(model.parameters()).device)
     height, width = x.shape[-2:]
-    total = None
+    outputs = []
     features = None
-    passes = 0
     for scale in scales:
         scaled = x if scale == 1.0 else F.interpolate(
             x, size=(round(height * scale), round(width * scale)), mode="bilinear", align_corners=False)
         inputs = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
         out = model(inputs)
-        scores = F.interpolate(out.scores, size=size, mode="bilinear", align_corners=False)
+        outputs.append(out.scores)
+        if scale == 1.0 or features is None:
+            features = out.features[: len(x)]
+    size = tuple(features.shape[-2:]) if size is None else size
+    total = None
+    for raw in outputs:
+        scores = F.interpolate(raw, size=size, mode="bilinear", align_corners=False)
         if flip:
             scores = torch.cat([scores[: len(x)], scores[len(x):].flip(-1)])
         probs = scores.softmax(dim=1).view(-1, len(x), *scores.shape[1:]).sum(dim=0)
         total = probs if total is None else total + probs
-        passes += 2 if flip else 1
-        if scale == 1.0 or features is None:
-            features = out.features[: len(x)]
+    passes = len(outputs) * (2 if flip else 1)
     return Prediction(probs=(total / passes).cpu(), features=features)
 
 

@@ -1,25 +1,59 @@
-"""Pseudo-labels from a trained DGCN network: its test-time probabilities, the cues grown by graph cut, one label map
-per image at the image's own size (spec section 3)."""
+"""Pseudo-labels from a trained DGCN network: its test-time probabilities at the image's own aspect ratio, the cues
+grown by graph cut, one label map per image at the image's own size, and the evidence the CRF refines (spec 3)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dgcn.cues import CueStore
-from dgcn.data.loading import load_stack, normalize
+from dgcn.data.loading import long_side_shape, normalize, resize_image
+from dgcn.evidence import evidence_labels
 from dgcn.inference import predict, restrict_to_classes
+from dgcn.storage.evidence import Evidence
 from dgcn.supervision import ChunkedFuture, SupervisionPool
+
+
+class ExportedImage(NamedTuple):
+    """pseudo_label and network_argmax: (H, W) uint8 at the image's size; evidence: on the network's grid, from which
+    evidence_labels gives back exactly these two maps."""
+
+    pseudo_label: np.ndarray
+    network_argmax: np.ndarray
+    evidence: Evidence
+
+
+# One group of a batch: the batch rows of its images, their restricted probabilities (b, C, h, w) float32, their
+# present classes (b, C) and the pending graph cut.
+_Group = tuple[list[int], torch.Tensor, torch.Tensor, ChunkedFuture[np.ndarray, np.ndarray]]
+
+
+@torch.no_grad()
+def network_grid(model: torch.nn.Module, input_size: int) -> tuple[int, int]:
+    """(h, w) output grid of `model` for an input_size x input_size input: it bounds the grid of every image whose
+    longer side is input_size."""
+    model.eval()
+    parameter = next(model.parameters())
+    scores = model(torch.zeros(1, 3, input_size, input_size, device=parameter.device, dtype=parameter.dtype)).scores
+    return int(scores.shape[-2]), int(scores.shape[-1])
+
+
+def cues_on_grid(cues: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(C, G, G') cues over the whole image -> (C, h, w) on another grid of the same image, nearest neighbour with
+    cell centres aligned (each target cell takes the source cell under its centre; identity when the grids agree)."""
+    cues = np.asarray(cues)
+    rows = ((np.arange(grid[0]) + 0.5) * cues.shape[1] / grid[0]).astype(np.int64)
+    cols = ((np.arange(grid[1]) + 0.5) * cues.shape[2] / grid[1]).astype(np.int64)
+    return cues[:, np.minimum(rows, cues.shape[1] - 1)][:, :, np.minimum(cols, cues.shape[2] - 1)]
 
 
 def iter_pseudo_labels(
     model: torch.nn.Module,
     load_image: Callable[[str], np.ndarray],
     names: Sequence[str],
-    sizes: Sequence[tuple[int, int]],
     cues: Sequence[np.ndarray] | CueStore,
     image_labels: np.ndarray,
     pool: SupervisionPool,
@@ -28,54 +62,57 @@ def iter_pseudo_labels(
     scales: Sequence[float],
     flip: bool,
     batch_size: int,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Per image of `names`, in order: (pseudo_label, network_argmax), both (H, W) uint8 at the image's size.
+) -> Iterator[ExportedImage]:
+    """Per image of `names`, in order: its ExportedImage.
 
-    load_image(name) -> (H', W', 3) uint8 RGB, resized to input_size x input_size; sizes[i] = (H, W) of the output;
-    cues[i] (C, G, G) {0,1} on the network's feature grid; image_labels (N, C) {0,1}, background included.
-    Per batch of `batch_size` consecutive images: `predict` (multi-scale over `scales`, mirrored with `flip`) at the
-    cue grid, restricted to the image's classes; the cues grown by the pool's graph cut (its k, threshold and
-    seed_capacity) on the scale-1 features; pseudo_label = argmax over the present classes of (grown mask +
-    probability) upsampled bilinearly to (H, W), network_argmax the same without the grown mask. Absent classes never
-    appear in either. The cuts of one batch run in the pool's workers while the next batch goes through the network;
-    results do not depend on the worker count.
+    load_image(name) -> (H, W, 3) uint8 RGB at the image's own size; cues[i] (C, G, G) {0,1} over the whole image;
+    image_labels (N, C) {0,1}, background included.
+    Each image is resized so that its longer side is `input_size` (aspect ratio kept: the scale-1 input of `predict`,
+    multi-scale over `scales` and mirrored with `flip`); images of a batch with the same resized shape go through the
+    network together. On the network's grid: the probabilities restricted to the image's classes and stored as float16,
+    the cues zoomed to the grid and grown by the pool's graph cut (its k, threshold and seed_capacity) on the scale-1
+    features. The label maps are evidence_labels of that evidence, so absent classes never appear. The cuts of one batch
+    run in the pool's workers while the next batch goes through the network; results do not depend on the worker count.
     """
     count = len(names)
-    if len(sizes) != count or len(cues) != count or len(image_labels) != count:
-        raise ValueError(f"names ({count}), sizes ({len(sizes)}), cues ({len(cues)}) and image_labels "
-                         f"({len(image_labels)}) must describe the same images")
+    if len(cues) != count or len(image_labels) != count:
+        raise ValueError(f"names ({count}), cues ({len(cues)}) and image_labels ({len(image_labels)}) must describe "
+                         f"the same images")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    pending: tuple[range, torch.Tensor, torch.Tensor, ChunkedFuture[np.ndarray, np.ndarray]] | None = None
+    pending: tuple[range, list[tuple[int, int]], list[_Group]] | None = None
     for begin in range(0, count, batch_size):
         indices = range(begin, min(begin + batch_size, count))
-        x = normalize(torch.from_numpy(load_stack(load_image, names[indices.start:indices.stop], input_size,
-                                                  desc=None)))
-        batch_cues = np.stack([np.asarray(cues[i]) for i in indices])
-        prediction = predict(model, x, scales=scales, flip=flip, size=batch_cues.shape[-2:])
-        present = torch.from_numpy(np.asarray(image_labels[indices.start:indices.stop]))
-        probs = restrict_to_classes(prediction.probs, present)
-        classes = [np.flatnonzero(row) for row in present.numpy()]
-        grown = pool.grow(prediction.features, probs, batch_cues, classes)
+        images = [load_image(names[i]) for i in indices]
+        shapes = [long_side_shape(image.shape[:2], input_size) for image in images]
+        groups = []
+        for shape in dict.fromkeys(shapes):  # distinct shapes in order of first appearance
+            rows = [row for row, other in enumerate(shapes) if other == shape]
+            x = normalize(torch.from_numpy(np.stack([resize_image(images[row], shape) for row in rows])))
+            prediction = predict(model, x, scales=scales, flip=flip)
+            grid = tuple(prediction.probs.shape[-2:])
+            present = torch.from_numpy(np.stack([np.asarray(image_labels[indices[row]]) for row in rows]))
+            probs = restrict_to_classes(prediction.probs, present)
+            batch_cues = np.stack([cues_on_grid(cues[indices[row]], grid) for row in rows])
+            classes = [np.flatnonzero(row) for row in present.numpy()]
+            groups.append((rows, probs, present, pool.grow(prediction.features, probs, batch_cues, classes)))
         # The previous batch's cuts ran in the workers during this batch's forward passes; finish it now.
         if pending is not None:
-            yield from _label_maps(*pending, sizes)
-        pending = (indices, probs, present, grown)
+            yield from _exported(*pending)
+        pending = (indices, [image.shape[:2] for image in images], groups)
     if pending is not None:
-        yield from _label_maps(*pending, sizes)
+        yield from _exported(*pending)
 
 
-def _label_maps(indices: range, probs: torch.Tensor, present: torch.Tensor,
-                grown: ChunkedFuture[np.ndarray, np.ndarray],
-                sizes: Sequence[tuple[int, int]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(pseudo_label, network_argmax) per image of a batch: probs (B, C, G, G) float32, present (B, C) {0,1}, grown
-    resolving to (B, C, G, G) uint8."""
-    supervision = grown.result()
-    for row, i in enumerate(indices):
-        # Both maps in one interpolate call: the grown mask (0/1) added to the probability makes the cut decide where it
-        # claims a pixel and the network elsewhere.
-        both = torch.stack([torch.from_numpy(supervision[row]).float() + probs[row], probs[row]])
-        up = F.interpolate(both, size=tuple(int(v) for v in sizes[i]), mode="bilinear", align_corners=False)
-        up[:, present[row] == 0] = -1.0  # below any interpolated probability: an absent class never wins
-        labels = up.argmax(dim=1).numpy().astype(np.uint8)
-        yield labels[0], labels[1]
+def _exported(indices: range, sizes: list[tuple[int, int]], groups: list[_Group]) -> Iterator[ExportedImage]:
+    """The ExportedImage of each image of a batch, in batch order, once its group's cuts are done."""
+    results: list[ExportedImage | None] = [None] * len(indices)
+    for rows, probs, present, grown in groups:
+        supervision = grown.result()
+        for position, row in enumerate(rows):
+            evidence = Evidence(probs[position].numpy().astype(np.float16), supervision[position],
+                                present[position].numpy().astype(bool))
+            results[row] = ExportedImage(*evidence_labels(evidence, sizes[row]), evidence)
+    for result in results:
+        assert result is not None
+        yield result

@@ -30,10 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                      "grid."),
     "train-dgcn": ("train_dgcn", "DGCN training: kNN feature graph + per-class graph cut grow the cues; seeding + "
                                  "constrain loss; SGD."),
-    "export": ("export", "Pseudo-labels: multi-scale + mirrored DGCN probabilities, cues grown by graph cut, upsampled "
-                         "to each image."),
-    "crf": ("crf", "Refine every exported pseudo-label with a dense CRF on its full-resolution image (published "
-                   "parameters)."),
+    "export": ("export", "Pseudo-labels at each image's aspect ratio (multi-scale, mirrored), cues grown by graph cut; "
+                         "the CRF's evidence."),
+    "crf": ("crf", "Refine the export's evidence with a dense CRF on each full-resolution image (published kernels)."),
     "retrain": ("retrain", "Retrain DeepLab (by name in params) with cross-entropy on dense labels, 255 ignored."),
     "evaluate": ("evaluate", "Score the DGCN, retrained and upper-bound networks on val; gather every stage's figure "
                              "into summary.json."),

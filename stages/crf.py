@@ -1,4 +1,4 @@
-"""Stage `crf`: dense-CRF refinement of the exported pseudo-labels at full resolution, into a second Zarr store."""
+"""Stage `crf`: dense-CRF refinement at full resolution of the export's soft evidence, into a second label store."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from dgcn.crf import iter_dense_crf, labels_to_probs
+from dgcn.data.palette import voc_palette
+from dgcn.evidence import iter_crf_labels
 from dgcn.metrics import ConfusionMatrix
 from dgcn.progress import progress
-from dgcn.storage import LabelStore, LabelStoreWriter, staged_directory
+from dgcn.storage import EvidenceStore, LabelStoreWriter, staged_directory
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import CRFStageParams, DenseCRFParams, load_params
@@ -18,36 +19,38 @@ from stages.runtime import summary, write_json
 
 
 def main(
-    pseudo_labels: Path = typer.Option(..., help="the export stage's pseudo_labels.zarr"),
+    evidence: Path = typer.Option(..., help="the export stage's evidence.zarr"),
     out: Path = typer.Option(..., help="folder for crf_labels.zarr and metrics.json"),
     manifest: Path = MANIFEST,
     config: Path = CONFIG,
     defaults: Path = DEFAULTS,
 ) -> None:
-    """Refine every exported pseudo-label with a dense CRF on its full-resolution image (published parameters)."""
+    """Refine the export's evidence with a dense CRF on each full-resolution image (published kernels).
+
+    Unary: the network's probabilities, confident where the graph cut grew the cues (crf.grown_confidence)."""
     settings = load_params("crf", CRFStageParams, config=config, defaults=defaults)
     kernels = load_params("dense_crf", DenseCRFParams, config=config, defaults=defaults)
     data = Manifest.load(manifest)
-    pseudo = LabelStore(pseudo_labels)
+    store = EvidenceStore(evidence)
     train = data.train
-    train.check_store(pseudo.names, pseudo_labels, "export")
+    train.check_store(store.names, evidence, "export")
+    if store.class_names != list(data.class_names):
+        raise ValueError(f"{evidence} holds classes {store.class_names}, not the manifest's; rerun the export stage")
     num_classes = len(data.class_names)
 
     images = (train.dataset.image(name) for name in train.names)
-    unaries = (labels_to_probs(pseudo[i], [0, *train.classes[i]], num_classes, settings.label_confidence)
-               for i in range(len(train.names)))
-    refined = iter_dense_crf(images, unaries, workers=settings.workers, **kernels.kernels())
+    refined = iter_crf_labels(images, iter(store), confidence=settings.grown_confidence, workers=settings.workers,
+                              **kernels.kernels())
     scores = ConfusionMatrix(num_classes) if train.has_masks() else None
     with (staged_directory(out) as folder,
-          LabelStoreWriter(folder / "crf_labels.zarr", train.names, train.sizes, list(pseudo.class_names),
-                           pseudo.palette, shard_images=pseudo.shard_images) as writer):
+          LabelStoreWriter(folder / "crf_labels.zarr", train.names, train.sizes, list(data.class_names),
+                           voc_palette()[:num_classes], shard_images=store.shard_images) as writer):
         shard: list[np.ndarray] = []
-        for i, q in enumerate(progress(refined, total=len(train.names), desc="crf")):
-            labels = q.argmax(axis=0).astype(np.uint8)
+        for i, labels in enumerate(progress(refined, total=len(train.names), desc="crf")):
             shard.append(labels)
             if scores is not None:
                 scores.add(train.dataset.mask(train.names[i]), labels)
-            if len(shard) == pseudo.shard_images or i == len(train.names) - 1:
+            if len(shard) == store.shard_images or i == len(train.names) - 1:
                 writer.write(i + 1 - len(shard), shard)
                 shard = []
         metrics = {"crf_miou": scores.miou()} if scores is not None else {}

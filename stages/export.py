@@ -1,4 +1,5 @@
-"""Stage `export`: the trained DGCN over every training image, cues grown by graph cut, labels into one Zarr store."""
+"""Stage `export`: the trained DGCN over every training image, cues grown by graph cut: the labels into one Zarr store,
+the evidence the crf stage refines into a second."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from dgcn.data.palette import voc_palette
 from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import load_model
 from dgcn.progress import progress
-from dgcn.pseudo_labels import iter_pseudo_labels
-from dgcn.storage import LabelStoreWriter, staged_directory
+from dgcn.pseudo_labels import iter_pseudo_labels, network_grid
+from dgcn.storage import EvidenceStoreWriter, LabelStoreWriter, staged_directory
 from dgcn.supervision import SupervisionPool
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
@@ -23,12 +24,15 @@ from stages.runtime import resolve_device, set_threads, summary, write_json
 def main(
     cues: Path = typer.Option(..., help="the cues stage's cues.zarr"),
     model: Path = typer.Option(..., help="the train-dgcn stage's model.pt"),
-    out: Path = typer.Option(..., help="folder for pseudo_labels.zarr and metrics.json"),
+    out: Path = typer.Option(..., help="folder for pseudo_labels.zarr, evidence.zarr and metrics.json"),
     manifest: Path = MANIFEST,
     config: Path = CONFIG,
     defaults: Path = DEFAULTS,
 ) -> None:
-    """Pseudo-labels: multi-scale + mirrored DGCN probabilities, cues grown by graph cut, upsampled to each image."""
+    """Pseudo-labels at each image's aspect ratio (multi-scale, mirrored), cues grown by graph cut; the CRF's evidence.
+
+    The DGCN probabilities restricted to the image's classes and the grown cues, on the network's grid, go to
+    evidence.zarr; their upsampled argmax to pseudo_labels.zarr."""
     settings = load_params("export", ExportParams, config=config, defaults=defaults)
     cut = load_params("graph_cut", GraphCutParams, config=config, defaults=defaults)
     data = Manifest.load(manifest)
@@ -41,23 +45,27 @@ def main(
     scored = train.has_masks()
     pseudo_scores, network_scores = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
     palette = voc_palette()[:num_classes].tolist()
+    grid = network_grid(network, settings.input_size)
     with (SupervisionPool(workers=settings.workers, k=cut.knn_k, threshold=cut.threshold,
                           seed_capacity=cut.seed_capacity) as pool,
           staged_directory(out) as folder,
           LabelStoreWriter(folder / "pseudo_labels.zarr", train.names, train.sizes, list(data.class_names),
-                           palette, shard_images=settings.shard_images) as writer):
-        results = iter_pseudo_labels(network, train.dataset.image, train.names, train.sizes, cue_store,
-                                     cue_store.image_labels, pool, input_size=settings.input_size,
-                                     scales=settings.scales, flip=settings.flip, batch_size=settings.batch_size)
+                           palette, shard_images=settings.shard_images) as writer,
+          EvidenceStoreWriter(folder / "evidence.zarr", train.names, list(data.class_names), grid,
+                              shard_images=settings.shard_images) as evidence_writer):
+        results = iter_pseudo_labels(network, train.dataset.image, train.names, cue_store, cue_store.image_labels,
+                                     pool, input_size=settings.input_size, scales=settings.scales,
+                                     flip=settings.flip, batch_size=settings.batch_size)
         shard = []
-        for i, (labels, argmax) in enumerate(progress(results, total=len(train.names), desc="export")):
-            shard.append(labels)
+        for i, result in enumerate(progress(results, total=len(train.names), desc="export")):
+            shard.append(result)
             if scored:
                 mask = train.dataset.mask(train.names[i])
-                pseudo_scores.add(mask, labels)
-                network_scores.add(mask, argmax)
+                pseudo_scores.add(mask, result.pseudo_label)
+                network_scores.add(mask, result.network_argmax)
             if len(shard) == settings.shard_images or i == len(train.names) - 1:
-                writer.write(i + 1 - len(shard), shard)
+                writer.write(i + 1 - len(shard), [item.pseudo_label for item in shard])
+                evidence_writer.write(i + 1 - len(shard), [item.evidence for item in shard])
                 shard = []
         metrics = {"pseudo_miou": pseudo_scores.miou(), "network_argmax_miou": network_scores.miou()} if scored else {}
         write_json(folder / "metrics.json", metrics)

@@ -284,10 +284,10 @@ class TrainDGCNParams(CropTrainingParams):
 
 
 class ExportParams(Section):
-    """Multi-scale inference of the trained DGCN and graph-cut export of its pseudo-labels."""
+    """Multi-scale inference of the trained DGCN and graph-cut export of its pseudo-labels and evidence."""
 
     device: Device
-    input_size: InputSize
+    input_size: InputSize = Field(description="longer side of the scale-1 network input; the aspect ratio is kept")
     scales: Scales
     flip: bool
     batch_size: BatchSize
@@ -296,9 +296,11 @@ class ExportParams(Section):
 
 
 class CRFStageParams(Section):
-    """Dense-CRF refinement of the exported pseudo-labels."""
+    """Dense-CRF refinement of the export's evidence (network probabilities and grown masks)."""
 
-    label_confidence: float = Field(gt=0, le=1, description="unary of a hard pseudo-label: probability on the label")
+    grown_confidence: float = Field(
+        ge=0.5, le=1, description="unary of a pixel the graph cut grew: probability on its label, the rest (1 - this) "
+                                  "shared as the network's probabilities; every other pixel: the network's probability")
     workers: Workers
 
 

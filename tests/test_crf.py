@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dgcn.crf import dense_crf, dense_crf_many, labels_to_probs
+from dgcn.crf import dense_crf, dense_crf_many
 
 
 def two_region_scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,18 +55,6 @@ def test_bad_inputs_raise():
         dense_crf(image, probs[:, :10])
     with pytest.raises(ValueError, match="workers"):
         dense_crf_many([image], [probs], workers=-1)
-
-
-def test_labels_to_probs_restricted_to_present_classes():
-    labels = np.array([[0, 3], [255, 3]])
-    probs = labels_to_probs(labels, [0, 3, 5], num_classes=6, confidence=0.8)
-    assert probs.shape == (6, 2, 2) and probs.dtype == np.float32
-    np.testing.assert_allclose(probs.sum(0), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(probs[:, 0, 1], [0.1, 0, 0, 0.8, 0, 0.1], rtol=1e-6)
-    np.testing.assert_allclose(probs[:, 1, 0], [1 / 3, 0, 0, 1 / 3, 0, 1 / 3], rtol=1e-6)
-    assert labels_to_probs(np.zeros((1, 1), np.int64), [0], num_classes=2)[:, 0, 0].tolist() == [1.0, 0.0]
-    with pytest.raises(ValueError, match=r"outside classes"):
-        labels_to_probs(labels, [0, 5], num_classes=6)
 
 
 def test_read_only_image_is_accepted() -> None:

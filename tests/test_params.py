@@ -149,7 +149,6 @@ def test_crf_kernels_are_dense_crf_keyword_arguments(defaults: Path) -> None:
     ("cues", "cues: {epoch: 3}", "cues.epoch: unknown parameter; did you mean 'epochs'?"),
     ("retrain", "retrain: {optimizer: {momentun: 0.5}}",
      "retrain.optimizer.momentun: unknown parameter; did you mean 'momentum'?"),
-    ("crf", "crf: {zzz: 1}", "crf.zzz: unknown parameter; known: label_confidence, workers"),
     ("export", "export: {scales: []}",
      "export.scales: list should have at least 1 item after validation, not 0 (got [])"),
     ("cues", "cues: {arch: small, arch_options: {widht: 32}}",
@@ -182,6 +181,7 @@ def test_crf_kernels_are_dense_crf_keyword_arguments(defaults: Path) -> None:
      "retrain.color_jitter.hue: input should be less than or equal to 0.5 (got 0.6)"),
     ("train_dgcn", "train_dgcn: {input_size: 321}", "train_dgcn.input_size: unknown parameter; did you mean "
                                                     "'crop_size'?"),
+    ("crf", "crf: {zzz: 1}", "crf.zzz: unknown parameter; known: grown_confidence, workers"),
 ])
 def test_bad_config_value_names_config_file_and_key(tmp_path: Path, defaults: Path, section: str, text: str,
                                                      message: str) -> None:

@@ -87,7 +87,7 @@ def test_editing_a_library_module_changes_exactly_the_stages_that_import_it(proj
 
 
 def test_parameter_change_reruns_only_downstream_stages(project: Path) -> None:
-    edit_yaml(project / "pipelines/synthetic.yaml", {"crf": {"label_confidence": 0.8}})
+    edit_yaml(project / "pipelines/synthetic.yaml", {"crf": {"grown_confidence": 0.8}})
     assert ran_stages(dvc("repro", cwd=project)) == {"crf@synthetic", "retrain@synthetic", "evaluate@synthetic"}
 
 

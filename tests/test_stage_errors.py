@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from dgcn.data.palette import voc_palette
 from dgcn.errors import InputError, ModelFileError
-from dgcn.storage import LabelStoreWriter
+from dgcn.storage import Evidence, EvidenceStoreWriter, LabelStoreWriter
 from dgcn.storage.zarr_store import create_store_group, write_whole_array
 from stages.app import anticipated, app, one_line
 from stages.runtime import resolve_device
@@ -29,7 +29,7 @@ INPUTS = {
     "cues": [],
     "train-dgcn": ["--cues", "a/cues/cues.zarr", "--classifier", "a/cues/classifier.pt"],
     "export": ["--cues", "a/cues/cues.zarr", "--model", "a/train_dgcn/model.pt"],
-    "crf": ["--pseudo-labels", "a/export/pseudo_labels.zarr"],
+    "crf": ["--evidence", "a/export/evidence.zarr"],
     "retrain": ["--labels", "a/crf/crf_labels.zarr"],
     "evaluate": ["--metrics", "a/cues/metrics.json", "--cues", "a/cues/cues.zarr", "--pseudo-labels",
                  "a/export/pseudo_labels.zarr", "--crf-labels", "a/crf/crf_labels.zarr", "--dgcn-model",
@@ -74,9 +74,9 @@ def test_missing_upstream_artifact_is_named(workdir: Path, stage: str) -> None:
 
 
 def test_out_of_range_param_is_named_with_its_file(workdir: Path) -> None:
-    set_param(workdir / "voc.yaml", "crf", label_confidence=1.5)
+    set_param(workdir / "voc.yaml", "crf", grown_confidence=1.5)
     code, output = invoke("crf", *INPUTS["crf"], "--manifest", "m.json", "--out", "a/crf")
-    assert code == 1 and "voc.yaml: crf.label_confidence:" in output and "1.5" in output
+    assert code == 1 and "voc.yaml: crf.grown_confidence:" in output and "1.5" in output
 
 
 def test_retrain_needs_exactly_one_label_source(workdir: Path) -> None:
@@ -93,11 +93,11 @@ def test_bad_dataset_root_is_named_and_writes_nothing(workdir: Path) -> None:
 def test_wrong_zarr_layout_is_named_and_leaves_no_output(workdir: Path, voc_mini: Path) -> None:
     manifest = prepare_voc_mini(voc_mini)
     assert manifest["splits"]["train"]["names"] == ["2011_000003", "2011_000006", "2011_000025"]
-    broken = workdir / "a/export/pseudo_labels.zarr"
+    broken = workdir / "a/export/evidence.zarr"
     broken.mkdir(parents=True)
     (broken / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
     code, output = invoke("crf", *INPUTS["crf"], "--manifest", "a/prepare/manifest.json", "--out", "a/crf")
-    assert code == 1 and "pseudo_labels.zarr" in output
+    assert code == 1 and "evidence.zarr: wrong Zarr layout" in output
     assert not (workdir / "a/crf").exists()
 
 
@@ -105,9 +105,13 @@ def test_stage_failing_part_way_publishes_nothing(workdir: Path, voc_mini: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     set_param(workdir / "voc.yaml", "crf", workers=0)
     train = prepare_voc_mini(voc_mini)["splits"]["train"]
-    with LabelStoreWriter(workdir / "a/export/pseudo_labels.zarr", train["names"], train["sizes"],
-                          [str(i) for i in range(21)], voc_palette()[:21].tolist()) as writer:
-        writer.write(0, [np.zeros(size, np.uint8) for size in train["sizes"]])
+    manifest = json.loads(Path("a/prepare/manifest.json").read_text())
+    background = np.zeros((21, 3, 4), np.float16)
+    background[0] = 1
+    evidence = Evidence(background, np.zeros((21, 3, 4), np.uint8), np.eye(21, dtype=bool)[0])
+    with EvidenceStoreWriter(workdir / "a/export/evidence.zarr", train["names"], manifest["class_names"],
+                             (3, 4)) as writer:
+        writer.write(0, [evidence] * len(train["names"]))
 
     write_text = Path.write_text
 
@@ -207,13 +211,15 @@ def test_truncated_model_file_is_named(workdir: Path, voc_mini: Path) -> None:
 
 
 def test_truncated_checkpoint_is_named(tmp_path: Path) -> None:
+    from dgcn.data.augment import CropGeometry
     from dgcn.models.registry import build_segmenter
-    from dgcn.training.supervised import train_segmenter
+    from dgcn.training.retrain import train_segmenter
 
     def train(checkpoint: Path) -> None:
         images = np.zeros((4, 32, 32, 3), np.uint8)
-        train_segmenter(build_segmenter("small", 2, width=4), images, np.zeros((4, 32, 32), np.uint8), epochs=1,
-                        batch_size=2, lr=0.01, weight_decay=0.0, seed=0, checkpoint=checkpoint)
+        train_segmenter(build_segmenter("small", 2, width=4), images, np.zeros((4, 32, 32), np.uint8),
+                        geometry=CropGeometry(32), epochs=1, batch_size=2, lr=0.01, weight_decay=0.0, seed=0,
+                        checkpoint=checkpoint)
 
     checkpoint = tmp_path / "last.pt"
     train(checkpoint)
@@ -224,9 +230,10 @@ def test_truncated_checkpoint_is_named(tmp_path: Path) -> None:
 
 
 def test_damaged_shard_is_named_with_store_and_shard(workdir: Path, voc_mini: Path) -> None:
-    set_param(workdir / "voc.yaml", "crf", workers=0)
+    set_param(workdir / "voc.yaml", "retrain", arch="small", arch_options={"width": 4}, pretrained=None, device="cpu",
+              crop_size=64, batch_size=3)
     train = prepare_voc_mini(voc_mini)["splits"]["train"]
-    store = workdir / "a/export/pseudo_labels.zarr"
+    store = workdir / "a/crf/crf_labels.zarr"
     with LabelStoreWriter(store, train["names"], train["sizes"], [str(i) for i in range(21)],
                           voc_palette()[:21].tolist()) as writer:
         writer.write(0, [np.full(size, 1, np.uint8) for size in train["sizes"]])
@@ -234,23 +241,24 @@ def test_damaged_shard_is_named_with_store_and_shard(workdir: Path, voc_mini: Pa
     damaged = bytearray(shard.read_bytes())
     damaged[20] ^= 0xFF  # inside the first image's compressed chunk
     shard.write_bytes(bytes(damaged))
-    code, output = invoke("crf", *INPUTS["crf"], "--manifest", "a/prepare/manifest.json", "--out", "a/crf")
+    code, output = invoke("retrain", *INPUTS["retrain"], "--manifest", "a/prepare/manifest.json", "--out",
+                          "a/retrain")
     line = output.splitlines()[-1]
     assert code == 1 and line.startswith(
-        "error: a/export/pseudo_labels.zarr: damaged shard labels/c/0/0/0 (image '2011_000003'): "), output
-    assert not (workdir / "a/crf").exists()
+        "error: a/crf/crf_labels.zarr: damaged shard labels/c/0/0/0 (image '2011_000003'): "), output
+    assert not (workdir / "a/retrain").exists()
 
 
 def test_wrong_zarr_dtype_is_named(workdir: Path, voc_mini: Path) -> None:
     # 16-bit labels of the right shape: read as labels, they failed deep inside the CRF with a bare ValueError
     train = prepare_voc_mini(voc_mini)["splits"]["train"]
-    group = create_store_group(workdir / "a/export/pseudo_labels.zarr", "dgcn-labels", 1,
+    group = create_store_group(workdir / "a/crf/crf_labels.zarr", "dgcn-labels", 1,
                                {"class_names": [str(i) for i in range(21)], "palette": voc_palette()[:21].tolist()})
     write_whole_array(group, "names", np.asarray(train["names"], dtype=str))
     write_whole_array(group, "shapes", np.asarray(train["sizes"], dtype=np.int32))
     write_whole_array(group, "labels", np.full((len(train["names"]), 513, 513), 300, np.uint16))
-    code, output = invoke("crf", *INPUTS["crf"], "--manifest", "a/prepare/manifest.json", "--out", "a/crf")
-    assert one_error_line(code, output) == ("a/export/pseudo_labels.zarr: wrong Zarr layout: array 'labels' is 3-d "
+    code, output = invoke("retrain", *INPUTS["retrain"], "--manifest", "a/prepare/manifest.json", "--out", "a/retrain")
+    assert one_error_line(code, output) == ("a/crf/crf_labels.zarr: wrong Zarr layout: array 'labels' is 3-d "
                                             "uint16, expected 3-d uint8")
 
 

@@ -30,6 +30,12 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
 
 
+def long_side_shape(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """(height, width) of an image of `size` scaled so that its longer side is `long_side` pixels (aspect kept)."""
+    scale = long_side / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W) uint8 label map -> (height, width) uint8, nearest neighbour (labels are not interpolated)."""
     if labels.shape == size:

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
 from dgcn.data.palette import IGNORE_INDEX
-from dgcn.storage.atomic import atomic_output
 from dgcn.storage.zarr_store import (
     NamedImageStore,
+    ShardedStoreWriter,
     check_class_names,
-    check_names,
     create_image_array,
     create_store_group,
     write_whole_array,
@@ -51,13 +49,15 @@ def _check_palette(palette: np.ndarray | Sequence[Sequence[int]], num_classes: i
     return array[:num_classes].astype(int).tolist()
 
 
-class LabelStoreWriter:
+class LabelStoreWriter(ShardedStoreWriter):
     """Write a label store shard by shard, publishing it atomically on a clean exit of the `with` block.
 
     The group is built in a temporary directory beside `path`; on clean exit every image must have been written,
     then it replaces `path`. On an exception the temporary directory is deleted and a previous `path` stays intact.
     `palette` may have more rows than classes (e.g. the full 256-row VOC map); the first C are kept.
     """
+
+    kind = "label store"
 
     def __init__(
         self,
@@ -68,34 +68,24 @@ class LabelStoreWriter:
         palette: np.ndarray | Sequence[Sequence[int]],
         shard_images: int = 256,
     ) -> None:
-        self.path = Path(path)
-        where = f"label store {self.path}"
-        self.names = check_names(names, where)
-        self.shapes = _check_shapes(shapes, len(self.names), where)
-        self.class_names = check_class_names(class_names, where)
-        self.palette = _check_palette(palette, len(self.class_names), where)
-        if shard_images < 1:
-            raise ValueError(f"{where}: shard_images must be >= 1, got {shard_images}")
-        self.shard_images = shard_images
-        self._pending = set(range(0, len(self.names), shard_images))
-        self._output = atomic_output(self.path)
+        super().__init__(path, names, shard_images)
+        self.shapes = _check_shapes(shapes, len(self.names), self.where)
+        self.class_names = check_class_names(class_names, self.where)
+        self.palette = _check_palette(palette, len(self.class_names), self.where)
+
+    def _create(self, temporary: Path) -> None:
+        group = create_store_group(
+            temporary, FORMAT_NAME, FORMAT_VERSION, {"class_names": self.class_names, "palette": self.palette}
+        )
+        write_whole_array(group, "names", np.asarray(self.names, dtype=str))
+        write_whole_array(group, "shapes", self.shapes)
+        height, width = (int(v) for v in self.shapes.max(axis=0))
+        self._labels = create_image_array(
+            group, "labels", (len(self.names), height, width), self.shard_images, IGNORE_INDEX
+        )
 
     def __enter__(self) -> LabelStoreWriter:
-        temporary = self._output.__enter__()
-        try:
-            group = create_store_group(
-                temporary, FORMAT_NAME, FORMAT_VERSION, {"class_names": self.class_names, "palette": self.palette}
-            )
-            write_whole_array(group, "names", np.asarray(self.names, dtype=str))
-            write_whole_array(group, "shapes", self.shapes)
-            height, width = (int(v) for v in self.shapes.max(axis=0))
-            self._labels = create_image_array(
-                group, "labels", (len(self.names), height, width), self.shard_images, IGNORE_INDEX
-            )
-        except BaseException as error:
-            self._output.__exit__(type(error), error, error.__traceback__)
-            raise
-        return self
+        return super().__enter__()
 
     def write(self, start: int, labels: Sequence[np.ndarray]) -> None:
         """Store images start .. start+len(labels)-1: a whole shard (the last one may be shorter).
@@ -103,19 +93,13 @@ class LabelStoreWriter:
         `start` must be a multiple of `shard_images` and `labels` must hold exactly min(shard_images, N - start)
         (h_i, w_i) uint8 maps with values < C or 255, matching the declared shapes.
         """
-        count = min(self.shard_images, len(self.names) - start)
-        if start % self.shard_images or not 0 <= start < len(self.names):
-            raise ValueError(f"{self.path}: start {start} is not a shard boundary (shard_images={self.shard_images})")
-        if start not in self._pending:
-            raise ValueError(f"{self.path}: shard starting at {start} was already written")
-        if len(labels) != count:
-            raise ValueError(f"{self.path}: shard starting at {start} needs {count} label maps, got {len(labels)}")
+        count = self._claim_shard(start, len(labels), "label maps")
         block = np.full((count, *self._labels.shape[1:]), IGNORE_INDEX, dtype=np.uint8)
         for offset, label in enumerate(labels):
             self._check_label(start + offset, label)
             block[offset, : label.shape[0], : label.shape[1]] = label
         self._labels[start : start + count] = block
-        self._pending.discard(start)
+        self._shard_written(start)
 
     def _check_label(self, i: int, label: np.ndarray) -> None:
         """ValueError naming image `i` when its map has the wrong dtype, shape or class values."""
@@ -129,16 +113,6 @@ class LabelStoreWriter:
         bad = values[(values >= len(self.class_names)) & (values != IGNORE_INDEX)]
         if bad.size:
             raise ValueError(f"{self.path}: label map of image {name!r} has values {bad.tolist()} outside the classes")
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> bool | None:
-        if exc is None and self._pending:
-            missing = [self.names[start] for start in sorted(self._pending)]
-            exc = ValueError(f"{self.path}: shards starting at images {missing} were never written")
-            self._output.__exit__(ValueError, exc, None)
-            raise exc
-        return self._output.__exit__(exc_type, exc, traceback)
 
 
 def write_label_store(

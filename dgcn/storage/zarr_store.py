@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import zarr
 from zarr.codecs import BytesCodec, ZstdCodec
 
 from dgcn.errors import StoreError
+from dgcn.storage.atomic import atomic_output
 
 _COMPRESSOR = ZstdCodec(level=3, checksum=False)
 
@@ -57,22 +59,94 @@ def write_whole_array(group: zarr.Group, name: str, values: np.ndarray) -> None:
 
 
 def create_image_array(
-    group: zarr.Group, name: str, shape: tuple[int, ...], shard_images: int, fill_value: int
+    group: zarr.Group, name: str, shape: tuple[int, ...], shard_images: int, fill_value: float, dtype: str = "uint8"
 ) -> zarr.Array:
-    """uint8 array `shape` = (N, ...): inner chunk one image, shard `shard_images` images (clipped to N)."""
+    """`dtype` array `shape` = (N, ...): inner chunk one image, shard `shard_images` images (clipped to N)."""
     if shard_images < 1:
         raise ValueError(f"shard_images must be >= 1, got {shard_images}")
     image_shape = tuple(shape[1:])
     return group.create_array(
         name,
         shape=shape,
-        dtype="uint8",
+        dtype=dtype,
         chunks=(1, *image_shape),
         shards=(min(shard_images, shape[0]), *image_shape),
         fill_value=fill_value,
         serializer=BytesCodec(),
         compressors=_COMPRESSOR,
     )
+
+
+class ShardedStoreWriter:
+    """Base of the store writers: a Zarr group built in a temporary directory beside `path`, written one whole shard
+    of `shard_images` images at a time (each shard once, in any order), and published atomically on a clean exit of
+    the `with` block once every shard was written. On an exception the temporary directory is deleted and a previous
+    `path` stays intact.
+
+    Subclasses create their group in `_create(temporary)`, call `_claim_shard` then `_shard_written` around storing a
+    shard, and may complete the group in `_finish()` (arrays known only once every image was written).
+    """
+
+    kind = "store"  # how errors name the store
+
+    def __init__(self, path: str | Path, names: Sequence[str], shard_images: int) -> None:
+        self.path = Path(path)
+        self.names = check_names(names, self.where)
+        if shard_images < 1:
+            raise ValueError(f"{self.where}: shard_images must be >= 1, got {shard_images}")
+        self.shard_images = shard_images
+        self._pending = set(range(0, len(self.names), shard_images))
+        self._output = atomic_output(self.path)
+
+    @property
+    def where(self) -> str:
+        return f"{self.kind} {self.path}"
+
+    def _create(self, temporary: Path) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        """Called once every shard was written, before publishing."""
+
+    def __enter__(self) -> Any:
+        temporary = self._output.__enter__()
+        try:
+            self._create(temporary)
+        except BaseException as error:
+            self._output.__exit__(type(error), error, error.__traceback__)
+            raise
+        return self
+
+    def _claim_shard(self, start: int, given: int, what: str) -> int:
+        """The number of images of the shard at `start` (the last may be shorter), after checking that `start` is an
+        unwritten shard boundary and that `given` items of `what` were passed for it."""
+        count = min(self.shard_images, len(self.names) - start)
+        if start % self.shard_images or not 0 <= start < len(self.names):
+            raise ValueError(f"{self.path}: start {start} is not a shard boundary (shard_images={self.shard_images})")
+        if start not in self._pending:
+            raise ValueError(f"{self.path}: shard starting at {start} was already written")
+        if given != count:
+            raise ValueError(f"{self.path}: shard starting at {start} needs {count} {what}, got {given}")
+        return count
+
+    def _shard_written(self, start: int) -> None:
+        self._pending.discard(start)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> bool | None:
+        if exc is None and self._pending:
+            missing = [self.names[start] for start in sorted(self._pending)]
+            exc = ValueError(f"{self.path}: shards starting at images {missing} were never written")
+            self._output.__exit__(ValueError, exc, None)
+            raise exc
+        if exc is None:
+            try:
+                self._finish()
+            except BaseException as error:
+                self._output.__exit__(type(error), error, error.__traceback__)
+                raise
+        return self._output.__exit__(exc_type, exc, traceback)
 
 
 def wrong_layout(path: Path, what: str) -> StoreError:

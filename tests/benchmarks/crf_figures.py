@@ -1,0 +1,124 @@
+"""What the crf stage does to labels of known quality: the former hard-label unary against the evidence unary.
+
+On the vendored real photos (tests/data/voc-mini, 3 train + 7 val), the ground-truth masks go in three ways: at full
+resolution, and as the export would store them on its grid (longer side 321 at stride 8, e.g. 41x31) or on the former
+square 41x41 grid. Each row gives the mIoU of the labels as they are (for the grids: the export's pseudo-label,
+`evidence_labels`), after the former crf stage (a hard label at 0.7 or 0.99, the rest spread over the image's other
+classes) and after the current one (`evidence_unary` at several `crf.grown_confidence`). With --artifacts, the same
+columns for a pipeline run's exported evidence (e.g. artifacts/synthetic after `dvc repro export@synthetic`).
+
+Run: python tests/benchmarks/crf_figures.py [--artifacts artifacts/synthetic]   (about 2 min on 2 cores per table)
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from dgcn.crf import iter_dense_crf
+from dgcn.data.loading import long_side_shape
+from dgcn.data.voc import VOCDataset
+from dgcn.evidence import evidence_from_labels, evidence_labels, iter_crf_labels
+from dgcn.metrics import ConfusionMatrix
+from dgcn.storage import Evidence, EvidenceStore
+
+REPO = Path(__file__).resolve().parents[2]
+HARD = (0.7, 0.99)
+SOFT = (0.9, 0.99, 0.999)
+WORKERS = 2
+
+
+def hard_label_unary(labels: np.ndarray, classes: np.ndarray, num_classes: int, confidence: float) -> np.ndarray:
+    """The crf stage's former unary: `confidence` on the label, the rest shared by the image's other classes; an
+    ignore pixel (255) uniform over them."""
+    on = confidence if classes.size > 1 else 1.0
+    values = np.where(labels[None] == classes[:, None, None], on, (1 - on) / max(classes.size - 1, 1))
+    probs = np.zeros((num_classes, *labels.shape), np.float32)
+    probs[classes] = np.where(labels[None] == 255, 1 / classes.size, values)
+    return probs
+
+
+def miou(masks: Sequence[np.ndarray], labels: Iterator[np.ndarray], num_classes: int) -> float:
+    scores = ConfusionMatrix(num_classes)
+    for mask, label in zip(masks, labels, strict=True):
+        scores.add(mask, label)
+    return scores.miou()
+
+
+def row(name: str, images: Callable[[], Iterator[np.ndarray]], masks: Sequence[np.ndarray],
+        evidence: Sequence[Evidence], kernels: dict, num_classes: int,
+        hard: Sequence[np.ndarray] | None = None) -> None:
+    """Print one table row: labels as they are, after the hard-label CRF (on `hard`, by default the pseudo-labels of
+    the evidence), after the evidence CRF."""
+    pseudo = [evidence_labels(item, mask.shape)[0] for item, mask in zip(evidence, masks, strict=True)]
+    figures = [miou(masks, iter(pseudo), num_classes)]
+    for confidence in HARD:
+        unaries = (hard_label_unary(label, item.classes, num_classes, confidence)
+                   for label, item in zip(pseudo if hard is None else hard, evidence, strict=True))
+        refined = (q.argmax(axis=0) for q in iter_dense_crf(images(), unaries, workers=WORKERS, **kernels))
+        figures.append(miou(masks, refined, num_classes))
+    for confidence in SOFT:
+        refined = iter_crf_labels(images(), iter(evidence), confidence=confidence, workers=WORKERS, **kernels)
+        figures.append(miou(masks, refined, num_classes))
+    print(f"| {name} | " + " | ".join(f"{value:.3f}" for value in figures) + " |", flush=True)
+
+
+def header(first: str) -> None:
+    columns = ["as is", *(f"hard {c}" for c in HARD), *(f"evidence {c}" for c in SOFT)]
+    print(f"| {first} | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+
+
+def voc_mini(params: dict) -> None:
+    images, masks, present = [], [], []
+    for split in ("train_aug", "val"):
+        dataset = VOCDataset(REPO / "tests/data/voc-mini", split)
+        for name in dataset.names:
+            images.append(dataset.image(name))
+            masks.append(dataset.mask(name))
+            present.append([0, *dataset.image_labels(name)])
+    num_classes, kernels = 21, params["dense_crf"]
+    threshold, input_size = params["graph_cut"]["threshold"], params["export"]["input_size"]
+    grids = {
+        "ground truth, full resolution": [mask.shape for mask in masks],
+        "on the export grid (longer side 321 / 8)": [
+            tuple(-(-side // 8) for side in long_side_shape(mask.shape, input_size)) for mask in masks],
+        "on a 41x41 grid (the former square export)": [(41, 41)] * len(masks),
+    }
+    print(f"voc-mini: {len(images)} photos, mIoU of the ground truth through the crf stage")
+    header("labels in")
+    for name, shapes in grids.items():
+        evidence = [evidence_from_labels(mask, shape, classes, num_classes, threshold=threshold)
+                    for mask, shape, classes in zip(masks, shapes, present, strict=True)]
+        full = shapes[0] == masks[0].shape  # the masks themselves, ignore pixels included, as the issue measured
+        row(name, lambda: iter(images), masks, evidence, kernels, num_classes, hard=masks if full else None)
+
+
+def pipeline_run(artifacts: Path, params: dict) -> None:
+    from stages.manifest import Manifest  # only here: the voc-mini table needs no pipeline
+
+    train = Manifest.load(artifacts / "prepare/manifest.json").train
+    store = EvidenceStore(artifacts / "export/evidence.zarr")
+    masks = [train.dataset.mask(name) for name in train.names]
+    print(f"\n{artifacts}: {len(masks)} training images, mIoU of the exported pseudo-labels through the crf stage")
+    header("labels in")
+    row("exported evidence", lambda: (train.dataset.image(name) for name in train.names), masks, list(store),
+        params["dense_crf"], len(store.class_names))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifacts", type=Path, help="a data set's artifacts folder with prepare/ and export/")
+    args = parser.parse_args()
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    voc_mini(params)
+    if args.artifacts is not None:
+        pipeline_run(args.artifacts, params)
+
+
+if __name__ == "__main__":
+    main()
