@@ -64,14 +64,19 @@ def anticipated(error: BaseException) -> bool:
 
 def one_line(error: BaseException) -> str:
     """The message of an anticipated error as one line; an OSError as `<file>: <reason>`."""
-    if isinstance(error, OSError) and error.filename is not None and error.strerror:
-        where = f"{os.fsdecode(error.filename)}" + (f" -> {os.fsdecode(error.filename2)}" if error.filename2 else "")
-        return f"{where}: {error.strerror}"
     from dgcn.errors import InputError
 
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        where = _file_name(error.filename) + (f" -> {_file_name(error.filename2)}" if error.filename2 else "")
+        return f"{where}: {error.strerror}"
     message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
     # a library's message rarely says what kind of problem it is: its class name does (JSONDecodeError: ...)
     return message if isinstance(error, (InputError, OSError)) else f"{type(error).__name__}: {message}"
+
+
+def _file_name(name: object) -> str:
+    """An OSError's file: a str, bytes (undecodable names) or a descriptor number."""
+    return os.fsdecode(name) if isinstance(name, (str, bytes)) else str(name)
 
 
 def _clean_errors(command: Callable[..., None]) -> Callable[..., None]:

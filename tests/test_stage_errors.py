@@ -315,5 +315,7 @@ def test_one_line_names_the_file_of_an_os_error() -> None:
     assert one_line(OSError(errno.ENOSPC, "No space left on device", "a/x.json")) == "a/x.json: No space left on device"
     moved = OSError(errno.EXDEV, "Invalid cross-device link", "a", None, "b")
     assert one_line(moved) == "a -> b: Invalid cross-device link"
+    assert one_line(OSError(errno.EBADF, "Bad file descriptor", 3)) == "3: Bad file descriptor"
+    assert one_line(OSError(errno.EIO, "Input/output error", b"caf\xe9")) == "caf\udce9: Input/output error"
     assert one_line(InputError("first\n  second")) == "first second"
     assert one_line(json.JSONDecodeError("Expecting value", "", 0)).startswith("JSONDecodeError: Expecting value")
