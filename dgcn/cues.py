@@ -1,4 +1,5 @@
-"""Cues (seeds): sparse, high-precision pixel labels on the network's output grid, their store and their quality.
+"""Cues (seeds): sparse, high-precision pixel labels on a G x G grid over the whole image (the network's output grid
+for a square input; the published format), their store and their quality.
 
 Cues are multi-hot (C, G, G) uint8 maps, channel 0 = background: a pixel may carry no label, one, or (in imported
 published cues) several. Spec section 1.
@@ -13,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from PIL import Image
 
 from dgcn.data.palette import IGNORE_INDEX
+from dgcn.errors import InputError
 from dgcn.graphcut import seed_labels
 from dgcn.storage.atomic import atomic_output
 from dgcn.storage.zarr_store import (
@@ -43,14 +46,14 @@ def cues_from_cams(
     fg_threshold: float = 0.7,
     bg_threshold: float = 0.1,
     saliency: np.ndarray | None = None,
-    saliency_threshold: float = 0.06,
+    saliency_threshold: float = 0.07,
 ) -> np.ndarray:
     """Cues of one image from its class activation maps.
 
     cams: (C-1, h, w) float CAMs, foreground class c at index c-1. present: foreground classes in the image (1..C-1).
     Each present class's CAM is ReLU'd and divided by its maximum. Foreground cue for c where that normalised score is
     >= fg_threshold. Background cue where every present class scores < bg_threshold or, when `saliency` ((h, w) in
-    [0, 1]) is given, where saliency < saliency_threshold instead.
+    [0, 1]) is given, where saliency < saliency_threshold instead (0.07: the published DRFI threshold).
     Conflicts: a pixel claimed by several classes goes to the one with the highest normalised score (ties: the lower
     class index), and background is never set where a foreground cue is. Absent classes get no cues.
     Returns (C, h, w) uint8 with at most one 1 per pixel.
@@ -91,6 +94,21 @@ def cues_from_cams(
         low = saliency < saliency_threshold
     cues[0] = low & ~claimed
     return cues
+
+
+def load_saliency(path: str | Path, image_size: tuple[int, int], grid: int) -> np.ndarray:
+    """A saliency map (a grey PNG the size of its image, 0..255 = not..most salient) -> (grid, grid) float32 in [0, 1]
+    over the whole image, resized bilinearly as the cues' grid is (the published code zooms DRFI maps to 41 x 41)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"saliency map not found: {path}")
+    with Image.open(path) as image:
+        if (image.height, image.width) != tuple(image_size):
+            raise ValueError(f"{path}: saliency map is {image.height}x{image.width}, its image "
+                             f"{image_size[0]}x{image_size[1]}")
+        grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    resized = Image.fromarray(grey, mode="F").resize((grid, grid), Image.BILINEAR)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
 def cue_label_map(cues: np.ndarray) -> np.ndarray:
@@ -160,7 +178,8 @@ class CueStore(NamedImageStore):
     """
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__(path, FORMAT_NAME, FORMAT_VERSION, {"cues": (4, "u"), "image_labels": (2, "u")}, "cues")
+        arrays = {"cues": (4, "uint8"), "image_labels": (2, "uint8")}
+        super().__init__(path, FORMAT_NAME, FORMAT_VERSION, arrays, "cues")
         self.class_names: list[str] = list(self.attributes.get("class_names", []))
         self.grid: int = int(self.attributes.get("grid", -1))
         self.image_labels: np.ndarray = self._group["image_labels"][...]
@@ -170,7 +189,7 @@ class CueStore(NamedImageStore):
             raise wrong_layout(self.path, f"{found} disagree with names, class_names and grid {expected}")
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self._images[self._position(i)]
+        return self._read(self._position(i))
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for _, block in self._blocks():
@@ -183,7 +202,7 @@ def _read_input_list(input_list_path: Path) -> list[tuple[str, int]]:
     lines = [line.split() for line in input_list_path.read_text().splitlines() if line.strip()]
     for row, fields in enumerate(lines):
         if len(fields) > 2 or (len(fields) == 2 and not fields[1].isdigit()):
-            raise ValueError(f"{input_list_path}: line {row + 1} is not '<name>.jpg <idx>': {' '.join(fields)!r}")
+            raise InputError(f"{input_list_path}: line {row + 1} is not '<name>.jpg <idx>': {' '.join(fields)!r}")
         entries.append((PurePosixPath(fields[0]).stem, int(fields[1]) if len(fields) == 2 else row))
     return entries
 
@@ -203,29 +222,38 @@ def import_published_cues(
     with pickle_path.open("rb") as file:
         published = pickle.load(file, encoding="latin1")  # the published file was written by Python 2
     if not isinstance(published, dict):
-        raise ValueError(f"{pickle_path}: expected a dict of '<idx>_labels' / '<idx>_cues', got {type(published)}")
+        raise InputError(f"{pickle_path}: expected a dict of '<idx>_labels' / '<idx>_cues', got {type(published)}")
     cues = np.zeros((len(names), num_classes, grid, grid), dtype=np.uint8)
     image_labels = np.zeros((len(names), num_classes), dtype=np.uint8)
     image_labels[:, 0] = 1
     for i, (name, idx) in enumerate(entries):
         where = f"{pickle_path}, image {name!r} (idx {idx})"
         if f"{idx}_labels" not in published or f"{idx}_cues" not in published:
-            raise ValueError(f"{where}: keys '{idx}_labels' / '{idx}_cues' are missing")
+            raise InputError(f"{where}: keys '{idx}_labels' / '{idx}_cues' are missing")
         labels = np.asarray(published[f"{idx}_labels"], dtype=np.int64).reshape(-1)
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"{where}: labels {labels.tolist()} outside 0..{num_classes - 1}")
+            raise InputError(f"{where}: labels {labels.tolist()} outside 0..{num_classes - 1}")
         image_labels[i, labels] = 1
         triple = published[f"{idx}_cues"]
         if len(triple) != 3 or len({len(axis) for axis in triple}) != 1:
-            raise ValueError(f"{where}: cues must be three equally long arrays (class, row, col)")
+            raise InputError(f"{where}: cues must be three equally long arrays (class, row, col)")
         classes, rows, cols = (np.asarray(axis, dtype=np.int64) for axis in triple)
         for values, limit, what in ((classes, num_classes, "class"), (rows, grid, "row"), (cols, grid, "col")):
             if values.size and (values.min() < 0 or values.max() >= limit):
-                raise ValueError(f"{where}: cue {what} indices outside 0..{limit - 1}")
+                raise InputError(f"{where}: cue {what} indices outside 0..{limit - 1}")
         if not image_labels[i, classes].all():
-            raise ValueError(f"{where}: cues for classes {sorted(set(classes.tolist()))} not all among its labels")
+            raise InputError(f"{where}: cues for classes {sorted(set(classes.tolist()))} not all among its labels")
         cues[i, classes, rows, cols] = 1
     return names, cues, image_labels
+
+
+def differing_label_sets(image_labels: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Indices of the images whose label sets differ: two (N, C) {0,1} arrays, e.g. a published pickle's labels and
+    the ones derived from the masks. Returns (M,) int64, ascending."""
+    image_labels, other = np.asarray(image_labels), np.asarray(other)
+    if image_labels.ndim != 2 or image_labels.shape != other.shape:
+        raise ValueError(f"image labels must be two (N, C) arrays of one shape, got {image_labels.shape} {other.shape}")
+    return np.flatnonzero((image_labels.astype(bool) != other.astype(bool)).any(axis=1))
 
 
 def export_published_cues(

@@ -19,22 +19,47 @@ _EXACT_ELEMENTS = 1 << 18
 _PROB_FLOOR = np.float32(1e-8)
 
 
-def knn_edges(features: torch.Tensor, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Directed kNN pairs i -> j over the h*w grid nodes (row-major), the published rule with ties included.
+# Default cap on a node's neighbours, per unit of k: ties at the k-th distance beyond it are dropped (see knn_edges).
+MAX_NEIGHBOURS_PER_K = 2
+
+
+def knn_edges(
+    features: torch.Tensor,
+    k: int = 10,
+    valid: torch.Tensor | np.ndarray | None = None,
+    max_neighbours: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Directed kNN pairs i -> j over the h*w grid nodes (row-major): the published rule, its ties bounded.
 
     j is a neighbour of i when d(i, j) <= the k-th smallest of d(i, .) over all nodes, the node itself counted among the
-    k and then removed; d is the squared Euclidean distance between feature vectors.
+    k and then removed; d is the squared Euclidean distance between feature vectors. Without exact ties that is k - 1
+    neighbours. Exact ties at the k-th distance (a constant region: every member ties with every other) are kept up to
+    `max_neighbours` per node, the lowest node indices first, so an image yields at most max_neighbours * h * w pairs.
 
     features: (D, h, w) float tensor on any device; the distance work stays there and only index pairs reach the host.
+    valid: optional (h, w) bool mask of the graph's nodes (False: padding). Other nodes get no pairs and are nobody's
+    neighbour: the result is knn_edges of the valid nodes alone, in grid numbering; with fewer than k valid nodes, each
+    valid node is paired with every other (up to max_neighbours).
+    max_neighbours: cap on each node's neighbours, >= k - 1; None: MAX_NEIGHBOURS_PER_K * k.
     Returns (src, dst): int64 arrays sorted by (src, dst). See `knn_edges_batch` for how ties are kept exact.
     """
     if not isinstance(features, torch.Tensor) or features.ndim != 3:
         raise ValueError(f"features must be a (D, h, w) tensor, got {getattr(features, 'shape', type(features))}")
-    return knn_edges_batch(features[None], k)[0]
+    if valid is not None:
+        if tuple(valid.shape) != tuple(features.shape[1:]):
+            raise ValueError(f"valid must be an (h, w) = {tuple(features.shape[1:])} mask, got {tuple(valid.shape)}")
+        valid = valid[None]
+    return knn_edges_batch(features[None], k, valid, max_neighbours)[0]
 
 
-def knn_edges_batch(features: torch.Tensor, k: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`knn_edges` of every image of a batch, in one pass of batched tensor operations: (B, D, h, w) -> B pairs.
+def knn_edges_batch(
+    features: torch.Tensor,
+    k: int = 10,
+    valid: torch.Tensor | np.ndarray | None = None,
+    max_neighbours: int | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`knn_edges` of every image of a batch, in one pass of batched tensor operations: (B, D, h, w) -> B pairs;
+    valid: optional (B, h, w) bool node mask.
 
     Exactness: rows are ranked by the score |b|^2 - 2ab (the distance less the row's constant |a|^2), fast but
     rounded. With B a rigorous bound on its error, a pair scoring below (row's k-th score - 2B) is certainly a
@@ -42,6 +67,9 @@ def knn_edges_batch(features: torch.Tensor, k: int = 10) -> list[tuple[np.ndarra
     to those values. That distance is symmetric, exactly 0 on the diagonal and equal for truly equidistant
     small-integer/dyadic features, so ties are found exactly. The scores run in float64 when TF32/bf16 float32 matmuls
     are enabled (the bound needs IEEE).
+    Bounded ties: before re-measuring, a row keeps at most max_neighbours + 1 columns (the lowest indices) of each set
+    of identical feature vectors; those share one distance, so the cap would drop the others anyway and the k-th
+    distance is unchanged. A constant region thus costs O(max_neighbours) re-measured pairs per node, not O(n).
     Speed: no full sort or top-k of the n x n scores; the k-th smallest of strided column-block minima bounds each
     row's k-th score from above, and only the few scores under that bound are gathered and ranked.
     """
@@ -53,13 +81,44 @@ def knn_edges_batch(features: torch.Tensor, k: int = 10) -> list[tuple[np.ndarra
     n = h * w
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, h*w = {n}], got {k}")
+    cap = MAX_NEIGHBOURS_PER_K * k if max_neighbours is None else max_neighbours
+    if isinstance(cap, bool) or not isinstance(cap, int | np.integer) or cap < k - 1:
+        raise ValueError(f"max_neighbours must be an integer >= k - 1 = {k - 1}, got {max_neighbours}")
+    mask = None if valid is None else _node_mask(valid, (batch, h, w), features.device)
     # Images per pass, so that the (images, n, n) score matrix stays bounded (HRNet grids have thousands of nodes).
     step = max(1, _MAX_SCORES // (n * n))
-    return [edges for start in range(0, batch, step) for edges in _knn_pass(features[start : start + step], k)]
+    if mask is None:
+        return [edges for start in range(0, batch, step)
+                for edges in _knn_pass(features[start : start + step], k, int(cap))]
+    counts = mask.view(batch, n).sum(dim=1).tolist()
+    result = [(np.zeros(0, np.int64), np.zeros(0, np.int64)) for _ in range(batch)]
+    full = [b for b in range(batch) if counts[b] >= k]
+    for start in range(0, len(full), step):
+        images = torch.tensor(full[start : start + step], device=features.device)
+        for b, edges in zip(images.tolist(), _knn_pass(features[images], k, int(cap), mask[images]), strict=True):
+            result[b] = edges
+    for b in (b for b in range(batch) if 0 < counts[b] < k):
+        # Fewer than k valid nodes: the kNN of those alone, with k clamped to their number.
+        nodes = torch.nonzero(mask[b].view(n)).squeeze(1)
+        src, dst = _knn_pass(features[b].reshape(dim, 1, n)[None, :, :, nodes], counts[b], int(cap))[0]
+        index = nodes.cpu().numpy().astype(np.int64)
+        result[b] = (index[src], index[dst])
+    return result
 
 
-def _knn_pass(features: torch.Tensor, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """knn_edges_batch on a batch small enough for one (B, n, n) score matrix."""
+def _node_mask(valid: torch.Tensor | np.ndarray, shape: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+    """The (B, h, w) bool node mask as a tensor on device; one clear error for any other shape or dtype."""
+    mask = torch.as_tensor(np.ascontiguousarray(valid) if isinstance(valid, np.ndarray) else valid)
+    if mask.dtype != torch.bool or tuple(mask.shape) != shape:
+        raise ValueError(f"valid must be a {shape} bool mask, got {tuple(mask.shape)} {mask.dtype}")
+    return mask.to(device)
+
+
+def _knn_pass(
+    features: torch.Tensor, k: int, max_neighbours: int, mask: torch.Tensor | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """knn_edges_batch on a batch small enough for one (B, n, n) score matrix; mask: None, or (B, h, w) bool with at
+    least k True per image."""
     batch, dim, h, w = features.shape
     n = h * w
     with torch.no_grad():
@@ -69,19 +128,33 @@ def _knn_pass(features: torch.Tensor, k: int) -> list[tuple[np.ndarray, np.ndarr
         fast = points.to(torch.float64 if wide else torch.float32).contiguous()
         norms = (fast * fast).sum(dim=2)
         blocks = max(k, _COLUMN_BLOCKS)
-        scores = _padded_scores(fast, norms, blocks)
+        if mask is None:
+            scores = _padded_scores(fast, norms, blocks)
+            largest = norms.amax(dim=1, keepdim=True)
+        else:
+            # Masked columns score +inf like the padding columns; the error bound only needs the valid norms.
+            mask = mask.reshape(batch, n)
+            scores = _padded_scores(fast, norms.masked_fill(~mask, float("inf")), blocks)
+            largest = norms.masked_fill(~mask, 0).amax(dim=1, keepdim=True)
         m = scores.shape[2]
         ceiling = _kth_block_minimum(scores, k, blocks)
         # |score - exact score| <= (D + 2) * eps * (|a|^2 + |b|^2) for dot products and norms in this dtype.
-        bound = (dim + 2) * torch.finfo(fast.dtype).eps * (norms + norms.amax(dim=1, keepdim=True))
+        bound = (dim + 2) * torch.finfo(fast.dtype).eps * (norms + largest)
+        limit = ceiling + 2.0 * bound
+        if mask is not None:
+            # Fewer than k blocks holding valid columns give an infinite ceiling: keep the +inf columns out anyway.
+            limit = limit.clamp(max=torch.finfo(limit.dtype).max).masked_fill(~mask, float("-inf"))
         # Flat positions in the (B, n, m) scores; nodes numbered across the batch (image * n + node), so each node of
         # every image gets one ragged k-th value.
-        flat = torch.nonzero((scores <= (ceiling + 2.0 * bound)[..., None]).view(-1)).squeeze(1)
-        values = scores.view(-1)[flat]
-        del scores
+        flat = torch.nonzero((scores <= limit[..., None]).view(-1)).squeeze(1)
         first, cols = flat // m, flat % m
         images, rows = first // n, first % n
         second = images * n + cols
+        # A row's surplus copies of one feature vector could only be dropped by the cap: drop them before re-measuring.
+        kept = _drop_duplicate_surplus(first, second, fast.view(batch * n, dim), max_neighbours + 1)
+        flat, first, cols, images, rows, second = (t[kept] for t in (flat, first, cols, images, rows, second))
+        values = scores.view(-1)[flat]
+        del scores
         kth = _row_kth(values, first, batch * n, k)[first]
         margin = 2.0 * bound.view(-1)[first]
         near = torch.nonzero(values <= kth + margin).squeeze(1)
@@ -92,12 +165,51 @@ def _knn_pass(features: torch.Tensor, k: int) -> list[tuple[np.ndarray, np.ndarr
         # Certain neighbours stand in as -inf: below every re-measured value, they still count towards the k.
         distances = torch.full(rows.shape, float("-inf"), dtype=torch.float64, device=rows.device)
         distances[band] = _pair_distances(fast.view(batch * n, dim), first[band], second[band])
-        keep = (distances <= _row_kth(distances, first, batch * n, k)[first]) & (rows != cols)
+        kth = _row_kth(distances, first, batch * n, k)[first]
+        keep = (distances <= kth) & (rows != cols)
+        # The cap: every neighbour nearer than the k-th distance (at most k - 1), then its ties, lowest index first.
+        nearer = torch.bincount(first[keep & (distances < kth)], minlength=batch * n)
+        keep &= _first_ties(keep & (distances == kth), first, max_neighbours - nearer)
         counts = torch.bincount(images[keep], minlength=batch).tolist()
         src = rows[keep].cpu().numpy().astype(np.int64)
         dst = cols[keep].cpu().numpy().astype(np.int64)
     splits = np.cumsum(counts)[:-1]
     return list(zip(np.split(src, splits), np.split(dst, splits), strict=True))
+
+
+def _drop_duplicate_surplus(rows: torch.Tensor, cols: torch.Tensor, points: torch.Tensor, most: int) -> torch.Tensor:
+    """(P,) bool: which candidate pairs to keep so that no row holds more than `most` columns with identical feature
+    vectors, the lowest column indices kept. rows, cols: (P,) node ids, pairs sorted by (row, col); points (N, D).
+
+    Only rows with more than `most` candidates can hold such a surplus, so identical vectors are looked for among
+    their columns alone: nothing is spent on rows without a large tie.
+    """
+    keep = torch.ones(rows.shape, dtype=torch.bool, device=rows.device)
+    heavy = torch.nonzero((torch.bincount(rows, minlength=points.shape[0]) > most)[rows]).squeeze(1)
+    if heavy.numel() == 0:
+        return keep
+    nodes, node_of_pair = torch.unique(cols[heavy], return_inverse=True)
+    _, group_of_node = torch.unique(points[nodes], dim=0, return_inverse=True)
+    # Stable sort by (row, group): within each run the pairs stay in column order, so the rank is the index order.
+    key = rows[heavy] * nodes.numel() + group_of_node[node_of_pair]
+    key, order = torch.sort(key, stable=True)
+    run_start = torch.ones_like(key, dtype=torch.bool)
+    run_start[1:] = key[1:] != key[:-1]
+    position = torch.arange(key.numel(), device=key.device)
+    rank = position - torch.cummax(torch.where(run_start, position, 0), dim=0).values
+    keep[heavy[order[rank >= most]]] = False
+    return keep
+
+
+def _first_ties(ties: torch.Tensor, rows: torch.Tensor, room: torch.Tensor) -> torch.Tensor:
+    """(P,) bool: False for the ties beyond the first room[row] of their row, True elsewhere. ties, rows: (P,) over
+    pairs sorted by (row, col), so a row's first ties are its lowest column indices; room: (N,) per row."""
+    before = torch.cumsum(ties, dim=0) - ties.long()
+    counts = torch.bincount(rows, minlength=room.numel())
+    row_start = torch.cumsum(counts, dim=0) - counts
+    # Ties of the same row before this pair: the running count less the count before the row's first pair.
+    rank = before - before[row_start[rows]]
+    return ~ties | (rank < room[rows])
 
 
 def _padded_scores(points: torch.Tensor, norms: torch.Tensor, blocks: int) -> torch.Tensor:
@@ -197,11 +309,14 @@ def grow_supervision(
     edges: tuple[np.ndarray, np.ndarray],
     threshold: float = 0.7,
     seed_capacity: float = 10.0,
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """DGCN supervision of one image: grow each class's cues by a graph cut, keep the growth where P_c > threshold.
 
     cues: (C, h, w) {0,1} seeds; probs: (C, h, w) smoothed softmax probabilities (losses.smoothed_softmax);
     classes: the classes to cut, background included; edges: (src, dst) from knn_edges.
+    valid: optional (h, w) bool mask of the graph's nodes (False: padding). Other nodes are left out of the cut: pairs
+    touching them are dropped and their supervision is their cues.
     Returns (C, h, w) uint8 multi-hot supervision: for c in classes, the sink side of c's cut where probs[c] > threshold
     and cues[c] elsewhere; other channels are cues[c] unchanged (the published code cuts present classes only).
     Each directed pair adds one edge of capacity 1 both ways (a mutual pair carries 2); a node seeded with several
@@ -221,6 +336,13 @@ def grow_supervision(
         raise ValueError(f"edges must be two equal-length 1-D arrays, got {src.shape} and {dst.shape}")
     if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
         raise ValueError(f"edges index nodes outside [0, {n})")
+    if valid is not None:
+        valid = np.asarray(valid)
+        if valid.dtype != np.bool_ or valid.shape != cues.shape[1:]:
+            raise ValueError(f"valid must be an {cues.shape[1:]} bool mask, got {valid.shape} {valid.dtype}")
+        valid = valid.reshape(n)
+        inside = valid[src] & valid[dst]
+        src, dst = src[inside], dst[inside]
 
     labels = seed_labels(cues)
     flat_probs = probs.reshape(num_classes, n).astype(np.float32, copy=False)
@@ -230,6 +352,8 @@ def grow_supervision(
         graph.maxflow()
         grown = graph.get_grid_segments(nodes)
         confident = flat_probs[c] > threshold
+        if valid is not None:
+            confident &= valid
         channel = supervision[c].reshape(n)
         channel[confident] = grown[confident]
     return supervision

@@ -55,12 +55,19 @@ def restrict_to_classes(probs: torch.Tensor, present: torch.Tensor) -> torch.Ten
     return kept / kept.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+def predict_probabilities(model: torch.nn.Module, image: np.ndarray, *, scales: Sequence[float],
+                          flip: bool) -> np.ndarray:
+    """(C, H, W) float32 class probabilities of one (H, W, 3) uint8 RGB image at its own size: `predict` over scales
+    (of the image's own size, so its aspect ratio is kept) and mirror."""
+    x = normalize(torch.from_numpy(np.ascontiguousarray(image)[None]))
+    return predict(model, x, scales=scales, flip=flip, size=image.shape[:2]).probs[0].numpy()
+
+
 def predict_labels(model: torch.nn.Module, image: np.ndarray, *, scales: Sequence[float], flip: bool,
                    crf_kernels: Mapping[str, float] | None = None) -> np.ndarray:
-    """(H, W) uint8 label map of one (H, W, 3) uint8 RGB image at its own size: `predict` over scales and mirror,
-    then, with `crf_kernels` (keyword arguments of dgcn.crf.dense_crf), refined by a dense CRF on the image."""
-    x = normalize(torch.from_numpy(np.ascontiguousarray(image)[None]))
-    probs = predict(model, x, scales=scales, flip=flip, size=image.shape[:2]).probs[0].numpy()
+    """(H, W) uint8 label map of one (H, W, 3) uint8 RGB image at its own size: `predict_probabilities`, then, with
+    `crf_kernels` (keyword arguments of dgcn.crf.dense_crf), refined by a dense CRF on the image."""
+    probs = predict_probabilities(model, image, scales=scales, flip=flip)
     if crf_kernels is not None:
         probs = dense_crf(image, probs, **crf_kernels)
     return probs.argmax(axis=0).astype(np.uint8)

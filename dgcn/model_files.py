@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from dgcn.errors import ModelFileError
 from dgcn.models.registry import build_classifier, build_segmenter
 from dgcn.storage import atomic_output
 
@@ -31,9 +32,12 @@ def load_model(path: Path, kind: str) -> torch.nn.Module:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises several unrelated types for a damaged file
-        raise ValueError(f"unreadable model file {path}: {error}") from error
+        raise ModelFileError(f"unreadable model file {path}: {error}") from error
     if not isinstance(saved, dict) or saved.get("kind") != kind:
-        raise ValueError(f"{path} is not a saved {kind}")
-    model = BUILDERS[kind](saved["arch"], saved["num_outputs"], **saved["options"])
-    model.load_state_dict(saved["state_dict"])
+        raise ModelFileError(f"{path} is not a saved {kind}")
+    try:
+        model = BUILDERS[kind](saved["arch"], saved["num_outputs"], **saved["options"])
+        model.load_state_dict(saved["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a file of another version, or damaged
+        raise ModelFileError(f"{path} does not rebuild a {kind}: {type(error).__name__}: {error}") from error
     return model.eval()

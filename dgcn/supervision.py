@@ -31,11 +31,14 @@ def grow_images(
     edges: Sequence[tuple[np.ndarray, np.ndarray]],
     threshold: float,
     seed_capacity: float,
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
-    """grow_supervision of each image of a chunk: (b, C, h, w) cues and probs -> (b, C, h, w) uint8 supervision."""
+    """grow_supervision of each image of a chunk: (b, C, h, w) cues and probs -> (b, C, h, w) uint8 supervision;
+    valid: None or the (b, h, w) bool node masks."""
+    masks = [None] * len(cues) if valid is None else valid
     return np.stack([
-        grow_supervision(*image, threshold=threshold, seed_capacity=seed_capacity)
-        for image in zip(cues, probs, classes, edges, strict=True)
+        grow_supervision(*image, threshold=threshold, seed_capacity=seed_capacity, valid=mask)
+        for *image, mask in zip(cues, probs, classes, edges, masks, strict=True)
     ])
 
 
@@ -46,9 +49,10 @@ def crf_images(images: np.ndarray, probs: np.ndarray, crf_params: Mapping[str, f
 
 def supervise_images(cues: np.ndarray, probs: np.ndarray, classes: Sequence[np.ndarray],
                      edges: Sequence[tuple[np.ndarray, np.ndarray]], threshold: float, seed_capacity: float,
-                     images: np.ndarray, crf_params: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+                     valid: np.ndarray | None, images: np.ndarray, crf_params: Mapping[str, float]
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Both targets of a chunk of images: (grow_images(...), crf_images(images, probs, crf_params))."""
-    return (grow_images(cues, probs, classes, edges, threshold, seed_capacity),
+    return (grow_images(cues, probs, classes, edges, threshold, seed_capacity, valid),
             crf_images(images, probs, crf_params))
 
 
@@ -125,27 +129,30 @@ class SupervisionPool:
             self._executor = None
 
     def submit(self, features: torch.Tensor, probs: torch.Tensor | np.ndarray, cues: torch.Tensor | np.ndarray,
-               classes: Sequence[Sequence[int] | np.ndarray], images_small: torch.Tensor | np.ndarray
-               ) -> SupervisionFuture:
+               classes: Sequence[Sequence[int] | np.ndarray], images_small: torch.Tensor | np.ndarray,
+               valid: torch.Tensor | np.ndarray | None = None) -> SupervisionFuture:
         """Queue one batch: features (B, D, h, w) float tensor, probs (B, C, h, w) smoothed probabilities, cues
         (B, C, h, w) {0,1}, classes B arrays of the classes to cut (background included), images_small (B, h, w, 3)
-        uint8 RGB. probs is copied before anything reads it, so the caller's autograd tensor is never touched.
+        uint8 RGB, valid None or the (B, h, w) bool masks of the graph nodes (False: padding, left out of the kNN
+        graph and the cut; its supervision is its cues). probs is copied before anything reads it, so the caller's
+        autograd tensor is never touched.
         """
         return SupervisionFuture([self._run(supervise_images, *chunk, self.crf_params)
-                                  for chunk in self._chunks(features, probs, cues, classes, images_small)])
+                                  for chunk in self._chunks(features, probs, cues, classes, valid, images_small)])
 
     def grow(self, features: torch.Tensor, probs: torch.Tensor | np.ndarray, cues: torch.Tensor | np.ndarray,
-             classes: Sequence[Sequence[int] | np.ndarray]) -> ChunkedFuture[np.ndarray, np.ndarray]:
+             classes: Sequence[Sequence[int] | np.ndarray], valid: torch.Tensor | np.ndarray | None = None
+             ) -> ChunkedFuture[np.ndarray, np.ndarray]:
         """Queue the graph-cut growth alone (no CRF) of one batch, inputs as for submit; result() is the (B, C, h, w)
         uint8 supervision: grow_supervision of each image with this pool's k, threshold and seed_capacity."""
-        return ChunkedFuture([self._run(grow_images, *chunk) for chunk in self._chunks(features, probs, cues, classes)],
-                             np.concatenate)
+        return ChunkedFuture([self._run(grow_images, *chunk)
+                              for chunk in self._chunks(features, probs, cues, classes, valid)], np.concatenate)
 
     def _chunks(self, features: torch.Tensor, probs: torch.Tensor | np.ndarray, cues: torch.Tensor | np.ndarray,
-                classes: Sequence[Sequence[int] | np.ndarray], images: torch.Tensor | np.ndarray | None = None
-                ) -> list[tuple[object, ...]]:
+                classes: Sequence[Sequence[int] | np.ndarray], valid: torch.Tensor | np.ndarray | None,
+                images: torch.Tensor | np.ndarray | None = None) -> list[tuple[object, ...]]:
         """Check the batch, build its kNN graphs here on all threads, then split it into one chunk of images per
-        worker: per chunk the arguments of grow_images, followed by its images when `images` is given."""
+        worker: per chunk the arguments of grow_images (valid included), followed by its images when given."""
         if self.workers > 0 and self._executor is None:
             raise RuntimeError("SupervisionPool must be entered (`with SupervisionPool(...) as pool:`) before use")
         probs_np = _host_copy(probs, np.float32)
@@ -160,13 +167,16 @@ class SupervisionPool:
             raise ValueError(f"images_small must be ({batch}, {h}, {w}, 3) uint8, got {images_np.shape}")
         if len(classes) != batch:
             raise ValueError(f"classes must hold one array per image ({batch}), got {len(classes)}")
+        valid_np = None if valid is None else _host_copy(valid)
+        if valid_np is not None and (valid_np.shape != (batch, h, w) or valid_np.dtype != np.bool_):
+            raise ValueError(f"valid must be ({batch}, {h}, {w}) bool, got {valid_np.shape} {valid_np.dtype}")
         # The kNN first, on all threads; then one chunk of images per worker. (Queuing the CRFs before the kNN, or
         # several chunks per worker, measured slower on 2 cores: the workers then compete with the kNN's threads.)
-        edges = knn_edges_batch(features, self.k)
+        edges = knn_edges_batch(features, self.k, None if valid_np is None else torch.from_numpy(valid_np))
         chunks = np.array_split(np.arange(batch), min(batch, max(1, self.workers)))
         return [(cues_np[chunk], probs_np[chunk], [np.asarray(classes[b], dtype=np.int64) for b in chunk],
                  [edges[b] for b in chunk], self.threshold, self.seed_capacity,
-                 *(() if images_np is None else (images_np[chunk],)))
+                 None if valid_np is None else valid_np[chunk], *(() if images_np is None else (images_np[chunk],)))
                 for chunk in chunks]
 
     def _run(self, function: Callable[..., _T], *args: object) -> Future[_T]:
@@ -178,8 +188,9 @@ class SupervisionPool:
         return done
 
 
-def _host_copy(values: torch.Tensor | np.ndarray, dtype: type[np.generic]) -> np.ndarray:
-    """A CPU numpy copy that shares no memory with the input (a .numpy() view would alias autograd storage)."""
+def _host_copy(values: torch.Tensor | np.ndarray, dtype: type[np.generic] | None = None) -> np.ndarray:
+    """A CPU numpy copy, in dtype (None: the input's), that shares no memory with the input (a .numpy() view would
+    alias autograd storage)."""
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     return np.array(values, dtype=dtype, copy=True)

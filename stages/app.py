@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -33,21 +35,57 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crf": ("crf", "Refine every exported pseudo-label with a dense CRF on its full-resolution image (published "
                    "parameters)."),
     "retrain": ("retrain", "Retrain DeepLab (by name in params) with cross-entropy on dense labels, 255 ignored."),
-    "evaluate": ("evaluate", "Score the retrained and upper-bound networks on val; gather every stage's figure into "
-                             "summary.json."),
+    "evaluate": ("evaluate", "Score the DGCN, retrained and upper-bound networks on val; gather every stage's figure "
+                             "into summary.json."),
     "report": ("report", "Print the stage-by-stage mIoU table and the retrained/upper-bound ratio."),
 }
 
 
+# Library errors that only a bad or damaged file raises, by module: looked up only when the module is loaded (an
+# error of a module nobody imported cannot have happened), so that `--help` imports none of them.
+LIBRARY_ERRORS: dict[str, tuple[str, ...]] = {
+    "zarr.errors": ("BaseZarrError",),  # metadata of a store on disk: invalid, missing node, array vs group
+    "json": ("JSONDecodeError",),
+    "yaml": ("YAMLError",),
+    "pickle": ("UnpicklingError",),
+    "PIL.Image": ("DecompressionBombError",),
+}
+
+
+def anticipated(error: BaseException) -> bool:
+    """Whether `error` is bad input or a failing file system (one line, exit 1) rather than a bug (traceback)."""
+    from dgcn.errors import InputError  # here, not at the top: `--help` imports no dgcn module
+
+    known: list[type[BaseException]] = [InputError, OSError]
+    for module, names in LIBRARY_ERRORS.items():
+        if module in sys.modules:
+            known += [getattr(sys.modules[module], name) for name in names if hasattr(sys.modules[module], name)]
+    return isinstance(error, tuple(known))
+
+
+def one_line(error: BaseException) -> str:
+    """The message of an anticipated error as one line; an OSError as `<file>: <reason>`."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        where = f"{os.fsdecode(error.filename)}" + (f" -> {os.fsdecode(error.filename2)}" if error.filename2 else "")
+        return f"{where}: {error.strerror}"
+    from dgcn.errors import InputError
+
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    # a library's message rarely says what kind of problem it is: its class name does (JSONDecodeError: ...)
+    return message if isinstance(error, (InputError, OSError)) else f"{type(error).__name__}: {message}"
+
+
 def _clean_errors(command: Callable[..., None]) -> Callable[..., None]:
-    """Bad input ends the stage with one clear line on stderr and exit status 1, not a traceback."""
+    """Bad input ends the stage with one clear line on stderr and exit status 1; a bug keeps its traceback."""
 
     @functools.wraps(command)
     def run(*args, **kwargs) -> None:
         try:
             command(*args, **kwargs)
-        except (ValueError, FileNotFoundError, KeyError) as error:
-            typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        except Exception as error:
+            if not anticipated(error):
+                raise
+            typer.secho(f"error: {one_line(error)}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from error
 
     return run

@@ -6,11 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from PIL import Image
 
 from dgcn.cam import cam_label_map, compute_cams
-from dgcn.cues import cue_quality, cues_from_cams, import_published_cues, write_cue_store
+from dgcn.cues import (
+    cue_quality,
+    cues_from_cams,
+    differing_label_sets,
+    import_published_cues,
+    load_saliency,
+    write_cue_store,
+)
 from dgcn.data.loading import load_stack, resize_labels
+from dgcn.errors import InputError
 from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import save_model
 from dgcn.models.registry import build_classifier
@@ -36,6 +43,8 @@ def main(
     seed_everything(settings.seed)
     train = data.train
     labels = train.image_labels()
+    saliency = _saliency_folder(settings, data.root)  # checked before the long part
+    # The classifier trains on square inputs; its CAMs are computed at each image's own aspect ratio below.
     images = load_stack(train.dataset.image, train.names, settings.input_size, desc="train images")
     model = build_classifier(settings.arch, len(data.class_names) - 1, pretrained=settings.pretrained,
                              **settings.arch_options).to(resolve_device(settings.device, "cues.device"))
@@ -43,46 +52,59 @@ def main(
     history = train_classifier(model, images, labels[:, 1:], epochs=settings.epochs, batch_size=settings.batch_size,
                                lr=optimizer.lr, weight_decay=optimizer.weight_decay, optimizer=optimizer.name,
                                momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult, seed=settings.seed)
-    cams = compute_cams(model, images)
+    del images
+    cams = compute_cams(model, train.dataset.image, train.names, input_size=settings.input_size,
+                        scales=settings.scales)
     grid = cams.shape[-1]
+    extra: dict[str, int] = {}
     if settings.published_cues is not None:
-        cues = _published_cues(settings, train.names, len(data.class_names), grid)
+        cues, cue_labels = _published_cues(settings, data.root, train.names, len(data.class_names), grid)
+        # The pickle's own labels go with its cues; where the masks say otherwise, count it instead of failing.
+        extra["published_label_mismatch"] = len(differing_label_sets(cue_labels, labels))
     else:
-        cues = np.stack([cues_from_cams(cam, np.flatnonzero(row[1:]) + 1, fg_threshold=settings.fg_threshold,
-                                        bg_threshold=settings.bg_threshold, saliency=_saliency(settings, name, grid),
-                                        saliency_threshold=settings.saliency_threshold)
-                         for cam, row, name in zip(cams, labels, train.names, strict=True)])
+        cue_labels = labels
+        cues = np.stack([
+            cues_from_cams(cam, np.flatnonzero(row[1:]) + 1, fg_threshold=settings.fg_threshold,
+                           bg_threshold=settings.bg_threshold, saliency_threshold=settings.saliency_threshold,
+                           saliency=None if saliency is None else load_saliency(saliency / f"{name}.png", size, grid))
+            for cam, row, name, size in zip(cams, labels, train.names, train.sizes, strict=True)])
     with staged_directory(out) as folder:
         save_model(folder / "classifier.pt", model, kind="classifier", arch=settings.arch,
                    num_outputs=len(data.class_names) - 1, options=settings.arch_options)
-        write_cue_store(folder / "cues.zarr", train.names, cues, labels, list(data.class_names))
-        metrics = _score(data, cams, cues, settings.cam_background)
+        write_cue_store(folder / "cues.zarr", train.names, cues, cue_labels, list(data.class_names))
+        metrics = _score(data, cams, cues, settings.cam_background) | extra
         write_json(folder / "metrics.json", metrics)
         write_csv(folder / "train_log.csv", history.epochs)
     summary("cues", images=len(train.names), grid=f"{grid}x{grid}", **metrics)
 
 
-def _saliency(settings: CuesParams, name: str, grid: int) -> np.ndarray | None:
-    """The saliency map of `name` at the cue grid, in [0, 1], when a saliency folder is configured."""
-    if settings.saliency_dir is None:
+def _saliency_folder(settings: CuesParams, root: Path) -> Path | None:
+    """The folder of <id>.png saliency maps (cues.saliency_dir, relative to the data root); None for a CAM background
+    or imported cues."""
+    if settings.saliency_dir is None or settings.published_cues is not None:
         return None
-    path = settings.saliency_dir / f"{name}.png"
-    if not path.is_file():
-        raise FileNotFoundError(f"saliency map not found: {path} (cues.saliency_dir is set)")
-    return np.asarray(Image.open(path).convert("L").resize((grid, grid), Image.BILINEAR), dtype=np.float32) / 255.0
+    folder = root / settings.saliency_dir
+    if not folder.is_dir():
+        raise FileNotFoundError(f"saliency folder not found: {folder} (cues.saliency_dir, relative to the data root; "
+                                "null gives a CAM-only background)")
+    return folder
 
 
-def _published_cues(settings: CuesParams, names: list[str], num_classes: int, grid: int) -> np.ndarray:
-    """Cues imported from a DSRG/DGCN pickle, reordered to the manifest's training ids."""
+def _published_cues(settings: CuesParams, root: Path, names: list[str], num_classes: int,
+                    grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cues (N, C, G, G) and the pickle's own image labels (N, C) imported from a DSRG/DGCN pickle (paths relative to
+    the data root), reordered to the manifest's training ids."""
     if settings.published_list is None:
-        raise ValueError("cues.published_list must name input_list.txt when cues.published_cues is set")
-    published_names, published, _ = import_published_cues(settings.published_cues, settings.published_list,
-                                                          num_classes=num_classes, grid=grid)
+        raise InputError("cues.published_list must name input_list.txt when cues.published_cues is set")
+    pickle_path = root / settings.published_cues
+    published_names, published, published_labels = import_published_cues(
+        pickle_path, root / settings.published_list, num_classes=num_classes, grid=grid)
     position = {name: i for i, name in enumerate(published_names)}
     missing = [name for name in names if name not in position]
     if missing:
-        raise ValueError(f"{settings.published_cues}: no cues for training image '{missing[0]}'")
-    return published[[position[name] for name in names]]
+        raise InputError(f"{pickle_path}: no cues for training image '{missing[0]}'")
+    order = [position[name] for name in names]
+    return published[order], published_labels[order]
 
 
 def _score(data: Manifest, cams: np.ndarray, cues: np.ndarray, cam_background: float) -> dict:

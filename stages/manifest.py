@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dgcn.data.voc import VOCDataset
+from dgcn.errors import InputError
 from stages.runtime import read_json
 
 
@@ -28,7 +29,7 @@ class Split:
     def check_store(self, store_names: Sequence[str], path: Path, stage: str) -> None:
         """An upstream store must hold exactly this split's images, in order; else name the stage to rerun."""
         if list(store_names) != self.names:
-            raise ValueError(f"{path} does not hold the manifest's training images; rerun the {stage} stage")
+            raise InputError(f"{path} does not hold the manifest's training images; rerun the {stage} stage")
 
     def image_labels(self) -> np.ndarray:
         """(N, C) uint8 image-level labels, background (0) always set."""
@@ -51,8 +52,12 @@ class Manifest:
     def load(cls, path: Path) -> Manifest:
         """The manifest at `path` (the prepare stage's manifest.json), with a clear error when it is missing."""
         raw = read_json(path, "the prepare stage's manifest")
-        root, class_names = Path(raw["root"]), tuple(raw["class_names"])
-        splits = {role: Split(VOCDataset(root, entry["split"], class_names), entry["names"],
-                              [tuple(size) for size in entry["sizes"]], entry["classes"])
-                  for role, entry in raw["splits"].items()}
-        return cls(raw["classes"], root, class_names, splits["train"], splits["val"])
+        try:
+            root, class_names = Path(raw["root"]), tuple(raw["class_names"])
+            splits = {role: Split(VOCDataset(root, entry["split"], class_names), entry["names"],
+                                  [tuple(size) for size in entry["sizes"]], entry["classes"])
+                      for role, entry in raw["splits"].items()}
+            return cls(raw["classes"], root, class_names, splits["train"], splits["val"])
+        except (KeyError, TypeError, AttributeError) as error:  # JSON of another shape: not written by prepare
+            raise InputError(f"{path} is not a manifest of the prepare stage ({type(error).__name__}: {error}); "
+                             f"rerun prepare") from error

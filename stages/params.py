@@ -11,14 +11,28 @@ import difflib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    with_config,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
+from typing_extensions import TypedDict
+
+from dgcn.errors import InputError
 
 
-class ParamsError(ValueError):
+class ParamsError(InputError):
     """A params file or value is wrong; the message is one line naming the file and the dotted key."""
 
     def __init__(self, message: str) -> None:
@@ -102,14 +116,91 @@ class OptimizerParams(Section):
     head_lr_mult: float = Field(ge=1, description="learning-rate multiplier of the classifier head")
 
 
+# The keyword arguments of each network's builder, so that a misspelt or out-of-range option is a params error
+# naming `<section>.arch_options.<key>`, not a TypeError when the stage builds the network. Written out here because
+# the builders live beside torch, which loading params does not import; tests/test_params.py keeps each equal to its
+# builder's signature. total=False: an option left out takes the builder's default.
+_OPTIONS_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+Dilation = Annotated[int, Field(ge=1)]
+Dilations = Annotated[list[Dilation], Field(min_length=1)]
+
+
+@with_config(_OPTIONS_CONFIG)
+class SmallTrunkOptions(TypedDict, total=False):
+    """dgcn.models.small.SmallTrunk."""
+
+    width: Annotated[int, Field(ge=1)]
+    context_rates: Dilations
+
+
+@with_config(_OPTIONS_CONFIG)
+class SmallSegmenterOptions(SmallTrunkOptions, total=False):
+    """dgcn.models.small.small_segmenter."""
+
+    head_dilation: Dilation
+
+
+@with_config(_OPTIONS_CONFIG)
+class DeepLabV2Options(TypedDict, total=False):
+    """dgcn.models.deeplab_v2.deeplab_v2."""
+
+    aspp_rates: Dilations
+
+
+@with_config(_OPTIONS_CONFIG)
+class NoOptions(TypedDict, total=False):
+    """A builder without options (deeplab_v3; the ResNet-101 trunk of a classifier)."""
+
+
+@with_config(_OPTIONS_CONFIG)
+class HRNetOptions(TypedDict, total=False):
+    """dgcn.models.hrnet.hrnet and its trunk."""
+
+    variant: Annotated[str, Field(pattern=r"^hrnet_", description="a timm HRNet, e.g. hrnet_w48")]
+
+
+# arch -> options of the segmentation network's builder (dgcn.models.registry.SEGMENTERS) ...
+SEGMENTER_OPTIONS: dict[str, type] = {
+    "small": SmallSegmenterOptions,
+    "deeplab_v2": DeepLabV2Options,
+    "deeplab_v3": NoOptions,
+    "hrnet": HRNetOptions,
+}
+# ... and of the CAM classifier's trunk (dgcn.models.classifier.TRUNK_BUILDERS), which the cues stage builds
+TRUNK_OPTIONS: dict[str, type] = {
+    "small": SmallTrunkOptions,
+    "deeplab_v2": NoOptions,
+    "deeplab_v3": NoOptions,
+    "hrnet": HRNetOptions,
+}
+Arch = Literal["small", "deeplab_v2", "deeplab_v3", "hrnet"]
+
+
 class NetworkParams(Section):
     """Which network a training stage builds and where it runs."""
 
-    arch: str = Field(min_length=1, description="network by name: small, deeplab_v2, deeplab_v3, hrnet")
-    arch_options: dict[str, Any] = Field(description="keyword arguments of the network builder (a config's mapping "
-                                                     "replaces the defaults' whole)")
+    arch: Arch = Field(description="network by name")
+    arch_options: dict[str, Any] = Field(description="keyword arguments of the network builder (per arch; a "
+                                                     "config's mapping replaces the defaults' whole)")
     pretrained: str | None = Field(description='backbone weights: a file, or "imagenet" (local cache only)')
     device: Device
+
+    # what builds this section's network: a segmentation network, or (cues) a classifier on a segmenter's trunk
+    builder_options: ClassVar[dict[str, type]] = SEGMENTER_OPTIONS
+
+    @field_validator("arch_options")
+    @classmethod
+    def _builder_keywords(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        arch = info.data.get("arch")
+        if arch is None:  # the arch itself is wrong: that is the error to report
+            return options
+        schema = cls.builder_options[arch]
+        try:
+            return TypeAdapter(schema).validate_python(options)
+        except ValidationError as error:
+            # ctx "nested" carries the option's own error; _explain appends its location to arch_options
+            raise PydanticCustomError("nested", "{arch} option", {"arch": arch, "nested": error.errors()[0],
+                                                                  "known": list(schema.__annotations__)}) from None
 
 
 class ColorJitterParams(Section):
@@ -140,17 +231,23 @@ def _check_range(values: list, name: str) -> list:
 class CuesParams(NetworkParams):
     """The cue classifier and the CAM thresholds that turn it into localization cues."""
 
+    builder_options: ClassVar[dict[str, type]] = TRUNK_OPTIONS
+
     input_size: InputSize
     epochs: Epochs
     batch_size: BatchSize
     optimizer: OptimizerParams
+    scales: Scales = Field(description="CAM scales: long side = input_size x scale, aspect ratio kept")
     fg_threshold: Probability = Field(description="foreground cue: max-normalised CAM >= this")
     bg_threshold: Probability = Field(description="background cue: every present class's normalised CAM < this")
-    saliency_dir: OptionalPath = Field(description="folder of <id>.png saliency maps, or null")
-    saliency_threshold: Probability
+    saliency_dir: OptionalPath = Field(
+        description="folder of <id>.png saliency maps relative to the data root: background where saliency is below "
+                    "saliency_threshold; null: background from the CAMs (bg_threshold)")
+    saliency_threshold: Probability = Field(description="background cue: saliency < this (published DRFI: 0.07)")
     cam_background: Probability = Field(description="background score of the plain-CAM baseline")
-    published_cues: OptionalPath = Field(description="a DSRG/DGCN cue pickle to import instead of our own cues")
-    published_list: OptionalPath = Field(description="its input_list.txt")
+    published_cues: OptionalPath = Field(
+        description="a DSRG/DGCN cue pickle (relative to the data root) to import instead of our own cues")
+    published_list: OptionalPath = Field(description="its input_list.txt (relative to the data root)")
     seed: Seed
 
 
@@ -333,26 +430,39 @@ def _explain(error: ErrorDetails, section: str, schema: type[Section], overrides
              config: Path | None) -> str:
     """One line for a pydantic error: the file that set the value, the dotted key, the problem and the value."""
     loc = tuple(error["loc"])
-    value = error.get("input")
-    key = (error.get("ctx") or {}).get("key")
-    if key is not None:  # a group's validator blaming one of the group's keys
-        loc += (key,)
-        value = value.get(key) if isinstance(value, dict) else getattr(value, key, value)
-    kind = error["type"]
+    kind, text, value = error["type"], error["msg"], error.get("input")
+    ctx = error.get("ctx") or {}
+    known = None
+    if kind == "nested":  # an arch option: the option's own error, one level below arch_options
+        nested = ctx["nested"]
+        loc += tuple(nested["loc"])
+        kind, text, value, known = nested["type"], nested["msg"], nested.get("input"), ctx["known"]
+    elif ctx.get("key") is not None:  # a group's validator blaming one of the group's keys
+        loc += (ctx["key"],)
+        value = value.get(ctx["key"]) if isinstance(value, dict) else getattr(value, ctx["key"], value)
     if kind == "missing":
         message = "missing"
     elif kind == "extra_forbidden":
-        known = _field_names(schema, loc[:-1])
+        known = _field_names(schema, loc[:-1]) if known is None else known
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        message = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+        message = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known) or 'none'}"
         message = f"unknown parameter; {message}"
     elif kind == "finite_number":
-        message = f"must be a finite number (got {value!r})"
+        message = f"must be a finite number (got {_short(value)})"
     else:
-        message = f"{error['msg'][:1].lower()}{error['msg'][1:]} (got {value!r})"
+        message = f"{text[:1].lower()}{text[1:]} (got {_short(value)})"
+        if kind == "literal_error" and isinstance(value, str):  # a misspelt choice: name the closest
+            close = difflib.get_close_matches(value, re.findall(r"'([^']*)'", str(ctx.get("expected", ""))), n=1)
+            message += f"; did you mean {close[0]!r}?" if close else ""
     source = config if config is not None and _sets(overrides, loc) else defaults
     dotted = section + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
     return f"{source}: {dotted}: {message}"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """repr of a value, cut to `limit` characters: the line must stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
 def _sets(overrides: dict, loc: tuple) -> bool:

@@ -8,7 +8,7 @@ import typer
 
 from dgcn.data.palette import SYNTHETIC_CLASSES, VOC_CLASSES
 from dgcn.data.synthetic import contact_sheet
-from dgcn.data.voc import VOCDataset
+from dgcn.data.voc import VOCDataset, check_disjoint
 from dgcn.storage import staged_directory
 from stages.options import CONFIG, DEFAULTS
 from stages.params import PrepareParams, load_params
@@ -26,11 +26,14 @@ def main(
     """Validate a VOC-layout data root and write the manifest every later stage reads."""
     settings = load_params("prepare", PrepareParams, config=config, defaults=defaults)
     class_names = CLASS_NAMES[settings.classes]
+    datasets = {role: VOCDataset(root, split, class_names)
+                for role, split in (("train", settings.train_split), ("val", settings.val_split))}
+    check_disjoint(datasets["train"], datasets["val"])  # reads only the two lists: fails before any image is opened
     splits = {}
-    for role, split in (("train", settings.train_split), ("val", settings.val_split)):
-        infos = VOCDataset(root, split, class_names).validate()
+    for role, dataset in datasets.items():
+        infos = dataset.validate()
         splits[role] = {
-            "split": split,
+            "split": dataset.split,
             "names": [info.name for info in infos],
             "sizes": [[info.height, info.width] for info in infos],
             "classes": [list(info.classes) for info in infos],

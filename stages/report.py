@@ -13,6 +13,8 @@ ROWS = (
     ("cues_miou", "cues, on their labelled pixels (train)"),
     ("pseudo_miou", "DGCN graph-cut pseudo-labels (train)"),
     ("crf_miou", "pseudo-labels after dense CRF (train)"),
+    ("dgcn_val_miou", "DGCN network, multi-scale + flip (val)"),
+    ("dgcn_val_crf_miou", "DGCN network + dense CRF (val)"),
     ("val_miou", "retrained on CRF labels (val)"),
     ("upper_bound_val_miou", "fully supervised upper bound (val)"),
 )

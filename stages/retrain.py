@@ -8,6 +8,7 @@ import typer
 
 from dgcn.data.augment import ColorJitter, CropGeometry
 from dgcn.data.crops import LazyStore, NamedFiles, labelled_fraction
+from dgcn.errors import InputError
 from dgcn.model_files import save_model
 from dgcn.models.registry import build_segmenter
 from dgcn.storage import LabelStore, staged_directory
@@ -29,7 +30,7 @@ def main(
 ) -> None:
     """Retrain DeepLab (by name in params) with cross-entropy on dense labels, 255 ignored."""
     if (labels is None) != ground_truth:
-        raise ValueError("retrain: give exactly one of --labels <store> and --ground-truth")
+        raise InputError("retrain: give exactly one of --labels <store> and --ground-truth")
     settings = load_params("retrain", RetrainParams, config=config, defaults=defaults)
     data = Manifest.load(manifest)
     train = data.train

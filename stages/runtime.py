@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 import dgcn
 import stages
+from dgcn.errors import InputError
 from dgcn.storage import atomic_output
 
 
@@ -40,9 +41,9 @@ def resolve_device(name: str, where: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as error:
-        raise ValueError(f"{where}: unknown device {name!r} (cpu, cuda, cuda:N or auto)") from error
+        raise InputError(f"{where}: unknown device {name!r} (cpu, cuda, cuda:N or auto)") from error
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{where}: {name!r} requested but no CUDA device is available (use cpu or auto)")
+        raise InputError(f"{where}: {name!r} requested but no CUDA device is available (use cpu or auto)")
     return device
 
 
@@ -57,7 +58,10 @@ def read_json(path: Path, what: str) -> Any:
     """Read an upstream JSON artifact, saying which stage to run when it is missing."""
     if not path.is_file():
         raise FileNotFoundError(f"missing upstream artifact {path} ({what}); run its stage first (dvc repro)")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path} is not a JSON file ({what}): {error}; rerun its stage") from error
 
 
 def summary(stage: str, **figures: Any) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from dgcn.cues import (
     CueQuality,
@@ -14,8 +15,10 @@ from dgcn.cues import (
     cue_label_map,
     cue_quality,
     cues_from_cams,
+    differing_label_sets,
     export_published_cues,
     import_published_cues,
+    load_saliency,
     write_cue_store,
 )
 from dgcn.data.palette import voc_palette
@@ -52,6 +55,27 @@ def test_saliency_replaces_the_background_rule() -> None:
     saliency[0, 0] = saliency[0, 3] = saliency[1, 1] = 0.01  # (0,0) and (0,3) are foreground cues
     cues = cues_from_cams(_cams(), [1, 2], saliency=saliency, saliency_threshold=0.06)
     assert cues[0].tolist() == [[0, 0, 0, 0], [0, 1, 0, 0]]
+
+
+def test_saliency_threshold_defaults_to_the_published_drfi_value() -> None:
+    saliency = np.full((2, 4), 0.5)
+    saliency[1, 0], saliency[1, 1] = 0.065, 0.075
+    cues = cues_from_cams(_cams(), [1, 2], saliency=saliency)
+    assert cues[0].tolist() == [[0, 0, 0, 0], [1, 0, 0, 0]]  # 0.065 < 0.07 <= 0.075
+
+
+def test_load_saliency_resizes_the_whole_map_to_the_grid(tmp_path: Path) -> None:
+    grey = np.zeros((30, 60), dtype=np.uint8)
+    grey[:, :30] = 255  # the left half is salient
+    Image.fromarray(grey).save(tmp_path / "a.png")
+    saliency = load_saliency(tmp_path / "a.png", (30, 60), grid=6)
+    assert saliency.shape == (6, 6) and saliency.dtype == np.float32
+    assert np.allclose(saliency[:, :2], 1.0) and np.allclose(saliency[:, 4:], 0.0)
+    assert np.all((saliency[:, 2:4] > 0.0) & (saliency[:, 2:4] < 1.0))  # the edge is interpolated, within [0, 1]
+    with pytest.raises(ValueError, match=r"a.png: saliency map is 30x60, its image 60x30"):
+        load_saliency(tmp_path / "a.png", (60, 30), grid=6)
+    with pytest.raises(FileNotFoundError, match="saliency map not found: .*b.png"):
+        load_saliency(tmp_path / "b.png", (30, 60), grid=6)
 
 
 def test_no_present_class_gives_background_everywhere_and_zero_cam_gives_no_foreground() -> None:
@@ -175,6 +199,15 @@ def test_import_rejects_missing_keys_and_bad_indices(tmp_path: Path) -> None:
     list_path.write_text("a.jpg zero\n")
     with pytest.raises(ValueError, match="input_list.txt: line 1"):
         import_published_cues(pickle_path, list_path)
+
+
+def test_differing_label_sets() -> None:
+    published = np.array([[1, 0, 1], [1, 1, 0], [1, 1, 1]], dtype=np.uint8)
+    from_masks = np.array([[1, 0, 1], [1, 0, 1], [1, 1, 0]], dtype=np.uint8)
+    assert differing_label_sets(published, from_masks).tolist() == [1, 2]
+    assert differing_label_sets(published, published).tolist() == []
+    with pytest.raises(ValueError, match="one shape"):
+        differing_label_sets(published, from_masks[:2])
 
 
 def test_export_then_import_round_trips(tmp_path: Path) -> None:

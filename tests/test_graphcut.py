@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import maxflow
 import numpy as np
 import pytest
@@ -16,12 +18,24 @@ from dgcn.supervision import SupervisionPool
 NO_EDGES = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
 
-def reference_knn(points: np.ndarray, k: int) -> set[tuple[int, int]]:
-    """Brute-force published rule on float64 direct distances; points (n, D)."""
+def reference_knn(points: np.ndarray, k: int, max_neighbours: int | None = None) -> set[tuple[int, int]]:
+    """Brute-force published rule on float64 direct distances; points (n, D). With max_neighbours, each node keeps
+    only its first max_neighbours neighbours in (distance, index) order."""
     dist = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1)
     kth = np.sort(dist, axis=1)[:, k - 1]
-    rows, cols = np.nonzero(dist <= kth[:, None])
-    return {(int(i), int(j)) for i, j in zip(rows, cols, strict=True) if i != j}
+    if max_neighbours is None:
+        rows, cols = np.nonzero(dist <= kth[:, None])
+        return {(int(i), int(j)) for i, j in zip(rows, cols, strict=True) if i != j}
+    order = np.argsort(dist, axis=1, kind="stable")  # by distance, ties by node index
+    rows = np.arange(len(points))[:, None]
+    ranked = (dist[rows, order] <= kth[:, None]) & (order != rows)
+    ranked &= np.cumsum(ranked, axis=1) <= max_neighbours
+    kept_rows, places = np.nonzero(ranked)
+    return {(int(i), int(j)) for i, j in zip(kept_rows, order[kept_rows, places], strict=True)}
+
+
+def pair_set(edges: tuple[np.ndarray, np.ndarray]) -> set[tuple[int, int]]:
+    return set(zip(edges[0].tolist(), edges[1].tolist(), strict=True))
 
 
 def reference_cut(cues, probs, classes, edges, threshold=0.7, cap=10.0):
@@ -90,15 +104,18 @@ def test_knn_random_features_match_reference_and_order():
 
 @pytest.mark.parametrize("shape", [(24, 24), (41, 41), (5, 3)])
 def test_knn_matches_reference_on_smooth_quantised_and_constant_features(shape):
-    # Smooth features (grid neighbours nearest, as from a trained network) on a dyadic grid (many exact ties), and
-    # constant features (every pair tied): grid sizes with and without padding to whole column blocks.
+    # Smooth features (grid neighbours nearest, as from a trained network) on a dyadic grid (many exact ties, at most
+    # 2k per node: all kept), and constant features (every pair tied): the published rule when the cap is lifted
+    # (max_neighbours = n - 1), the default cap's 2k lowest indices otherwise. Grid sizes with and without padding to
+    # whole column blocks.
     generator = torch.Generator().manual_seed(1)
     smooth = torch.randn(4, *shape, generator=generator).cumsum(1).cumsum(2)
     smooth = torch.round(smooth * 4) / 4
     constant = torch.full((4, *shape), 7.0)
-    for features in (smooth, constant):
-        src, dst = knn_edges(features, k=10)
-        expected = reference_knn(features.reshape(4, -1).t().double().numpy(), 10)
+    n = shape[0] * shape[1]
+    for features, cap, reference_cap in ((smooth, None, None), (constant, n - 1, None), (constant, None, 20)):
+        src, dst = knn_edges(features, k=10, max_neighbours=cap)
+        expected = reference_knn(features.reshape(4, -1).t().double().numpy(), 10, reference_cap)
         assert set(zip(src.tolist(), dst.tolist(), strict=True)) == expected
         assert len(src) == len(expected)
 
@@ -199,7 +216,14 @@ def test_vectorised_cut_equals_loop_reference(seed):
     assert np.array_equal(got, grow_supervision(cues, probs, classes, edges))
 
 
-def test_pool_workers_match_in_process_and_direct_calls():
+@pytest.fixture(scope="module")
+def spawned_pool():
+    """A SupervisionPool with 2 worker processes, shared by this module's tests (starting workers takes seconds)."""
+    with SupervisionPool(workers=2) as pool:
+        yield pool
+
+
+def test_pool_workers_match_in_process_and_direct_calls(spawned_pool):
     rng = np.random.default_rng(3)
     batch, num_classes, h, w = 3, 5, 9, 10
     features = torch.from_numpy(rng.normal(size=(batch, 16, h, w)).astype(np.float32))
@@ -210,10 +234,9 @@ def test_pool_workers_match_in_process_and_direct_calls():
     images = rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
     with SupervisionPool(workers=0) as pool:
         serial = pool.submit(features, probs, cues, classes, images).result()
-    with SupervisionPool(workers=2) as pool:
-        future = pool.submit(features, probs, cues, classes, images)
-        parallel = future.result(timeout=120)
-        assert future.done()
+    future = spawned_pool.submit(features, probs, cues, classes, images)
+    parallel = future.result(timeout=120)
+    assert future.done()
     for got, ref in zip(parallel, serial, strict=True):
         assert np.array_equal(got, ref)
     supervision, crf_probs = serial
@@ -272,3 +295,159 @@ def test_knn_batch_in_several_passes_equals_one_pass(monkeypatch):
 def test_knn_batch_rejects_a_single_image():
     with pytest.raises(ValueError, match=r"\(B, D, h, w\)"):
         knn_edges_batch(torch.zeros(3, 4, 4), k=2)
+
+
+def half_constant(dim: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """(dim, h, w) random features whose bottom rows (from h // 2) are all zero, as zero padding of a crop leaves."""
+    features = torch.randn(dim, h, w, generator=torch.Generator().manual_seed(seed))
+    features[:, h // 2 :] = 0.0
+    return features
+
+
+def tie_heavy(dim: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """(dim, h, w) features on three integer levels: many duplicate vectors and many equidistant distinct ones."""
+    return torch.randint(0, 3, (dim, h, w), generator=torch.Generator().manual_seed(seed)).float()
+
+
+@pytest.mark.parametrize("make", [half_constant, tie_heavy, lambda dim, h, w: torch.full((dim, h, w), 3.0)])
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_knn_ties_are_capped_lowest_index_first(make, k):
+    # Published rule, then each node's first max_neighbours neighbours in (distance, node index) order.
+    features = make(2, 9, 10)
+    points = features.reshape(2, -1).t().double().numpy()
+    for cap in (k - 1, 2 * k, 3 * k + 1):
+        edges = knn_edges(features, k=k, max_neighbours=cap)
+        assert pair_set(edges) == reference_knn(points, k, cap)
+        assert np.bincount(edges[0], minlength=90).max(initial=0) <= cap
+    assert pair_set(knn_edges(features, k=k)) == reference_knn(points, k, 2 * k)  # default: MAX_NEIGHBOURS_PER_K = 2
+
+
+def test_half_constant_map_edges_are_bounded_and_fast():
+    # 41x41, half of it zero (861 identical nodes), 1280-d, k = 10: every node's 10th distance is a tie with all of
+    # the zero nodes. Uncapped that was 1,446,480 pairs and ~17 s on one core; capped: 20 pairs per node.
+    features = half_constant(1280, 41, 41)
+    start = time.perf_counter()
+    src, dst = knn_edges(features, k=10)
+    elapsed = time.perf_counter() - start
+    n, first_zero = 41 * 41, 20 * 41
+    assert len(src) <= 20 * n  # the default cap, MAX_NEIGHBOURS_PER_K * k
+    assert elapsed < 6.0, f"{elapsed:.1f} s"
+    # Ties taken lowest index first: the first 20 zero nodes, the node itself left out.
+    assert dst[src == 5].tolist() == list(range(first_zero, first_zero + 20))
+    assert dst[src == first_zero].tolist() == list(range(first_zero + 1, first_zero + 21))
+    assert dst[src == n - 1].tolist() == list(range(first_zero, first_zero + 20))
+
+
+def test_knn_ties_are_broken_the_same_way_twice_and_in_any_batch(monkeypatch):
+    images = torch.stack([half_constant(16, 9, 10), tie_heavy(16, 9, 10), torch.randn(16, 9, 10),
+                          torch.zeros(16, 9, 10)])
+    alone = [knn_edges(image, k=10) for image in images]
+    for image, edges in zip(images, alone, strict=True):  # capped at 2k, lowest indices first
+        assert pair_set(edges) == reference_knn(image.reshape(16, -1).t().double().numpy(), 10, 20)
+    runs = [knn_edges_batch(images, k=10), knn_edges_batch(images, k=10), knn_edges_batch(images.flip(0), k=10)[::-1],
+            [knn_edges_batch(images[[b, 2]], k=10)[0] for b in range(4)]]
+    monkeypatch.setattr(graphcut, "_MAX_SCORES", 3 * 90 * 90)  # three images per pass, then one
+    runs.append(knn_edges_batch(images, k=10))
+    for run in runs:
+        assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(run, alone, strict=True))
+
+
+def crop_masks(h: int, w: int) -> list[np.ndarray]:
+    """(h, w) bool node masks: a crop's valid corner, a ragged random mask, everything, 3 nodes (< k), none."""
+    corner = np.zeros((h, w), bool)
+    corner[: h - 3, : w - 4] = True
+    ragged = np.random.default_rng(5).random((h, w)) < 0.6
+    few = np.zeros((h, w), bool)
+    few[0, :3] = True
+    return [corner, ragged, np.ones((h, w), bool), few, np.zeros((h, w), bool)]
+
+
+def test_knn_valid_nodes_only_equals_knn_of_the_valid_nodes_alone():
+    # Dyadic smooth features with ties and a duplicated block inside the valid region; zeros (padding) outside.
+    h, w, dim = 9, 10, 4
+    smooth = torch.randn(dim, h, w, generator=torch.Generator().manual_seed(6)).cumsum(1).cumsum(2)
+    smooth = torch.round(smooth * 2) / 2
+    smooth[:, 2:5, 1:4] = smooth[:, 0, 0, None, None]
+    masks = crop_masks(h, w)
+    batch = knn_edges_batch(torch.stack([smooth * torch.from_numpy(m) for m in masks]), k=10,
+                            valid=torch.from_numpy(np.stack(masks)))
+    for mask, batched in zip(masks, batch, strict=True):
+        features = smooth * torch.from_numpy(mask)
+        src, dst = knn_edges(features, k=10, valid=mask)
+        assert np.array_equal(src, batched[0]) and np.array_equal(dst, batched[1])
+        assert mask.reshape(-1)[src].all() and mask.reshape(-1)[dst].all()
+        nodes = np.flatnonzero(mask)
+        if len(nodes):
+            alone = knn_edges(features.reshape(dim, 1, -1)[:, :, nodes], k=min(10, len(nodes)))
+            assert np.array_equal(src, nodes[alone[0]]) and np.array_equal(dst, nodes[alone[1]])
+            reference = reference_knn(features.reshape(dim, -1).t()[nodes].double().numpy(), min(10, len(nodes)), 20)
+            assert pair_set((src, dst)) == {(int(nodes[i]), int(nodes[j])) for i, j in reference}
+        else:
+            assert len(src) == 0
+    corner = knn_edges(smooth, k=10, valid=masks[0])  # a crop: the kNN of the sub-array, in grid numbering
+    sub = knn_edges(smooth[:, : h - 3, : w - 4].contiguous(), k=10)
+    assert np.array_equal(corner[0], (sub[0] // (w - 4)) * w + sub[0] % (w - 4))
+    assert np.array_equal(corner[1], (sub[1] // (w - 4)) * w + sub[1] % (w - 4))
+    plain, everything = knn_edges(smooth, k=10), knn_edges(smooth, k=10, valid=torch.ones(h, w, dtype=torch.bool))
+    assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(plain, everything, strict=True))
+
+
+def test_knn_rejects_bad_masks_and_caps():
+    with pytest.raises(ValueError, match="valid must be"):
+        knn_edges(torch.zeros(3, 4, 4), k=2, valid=np.ones((4, 5), bool))
+    with pytest.raises(ValueError, match="valid must be"):
+        knn_edges_batch(torch.zeros(2, 3, 4, 4), k=2, valid=np.ones((2, 4, 4), np.uint8))
+    with pytest.raises(ValueError, match="max_neighbours"):
+        knn_edges(torch.zeros(3, 4, 4), k=5, max_neighbours=3)
+
+
+def test_grow_supervision_leaves_invalid_nodes_out_of_the_cut():
+    rng = np.random.default_rng(7)
+    num_classes, h, w = 3, 6, 7
+    cues = np.zeros((num_classes, h, w), np.uint8)
+    cues[1, :2] = 1  # class 1 seeded at the top: growth reaches confident unseeded nodes through the graph
+    cues[0, -1, :2] = 1
+    probs = np.full((num_classes, h, w), 0.1, np.float32)
+    probs[1] = 0.6 + 0.3 * rng.random((h, w), dtype=np.float32)
+    probs[0] = 1 - probs[1] - probs[2]
+    valid = np.zeros((h, w), bool)
+    valid[:4, :5] = True
+    edges = knn_edges(torch.from_numpy(rng.normal(size=(8, h, w)).astype(np.float32)), k=10)  # unmasked: touches all
+    classes = [0, 1]
+    sup = grow_supervision(cues, probs, classes, edges, valid=valid)
+    unmasked = grow_supervision(cues, probs, classes, edges)
+    assert not np.array_equal(unmasked[:, ~valid], cues[:, ~valid])  # without the mask the padding would change
+    assert np.array_equal(sup[:, ~valid], cues[:, ~valid])
+    inside = valid.reshape(-1)[edges[0]] & valid.reshape(-1)[edges[1]]
+    only_valid = grow_supervision(cues, probs, classes, (edges[0][inside], edges[1][inside]))
+    assert np.array_equal(sup[:, valid], only_valid[:, valid])
+    assert np.array_equal(grow_supervision(cues, probs, classes, edges, valid=np.ones((h, w), bool)), unmasked)
+    with pytest.raises(ValueError, match="valid must be"):
+        grow_supervision(cues, probs, classes, edges, valid=valid[:, :3])
+
+
+def test_pool_with_node_masks_matches_direct_calls_for_any_worker_count(spawned_pool):
+    rng = np.random.default_rng(8)
+    batch, num_classes, h, w = 3, 4, 9, 10
+    valid = np.stack(crop_masks(h, w)[:batch])
+    features = torch.from_numpy(rng.normal(size=(batch, 16, h, w)).astype(np.float32) * valid[:, None])
+    probs = smoothed_softmax(torch.from_numpy(rng.normal(scale=3.0, size=(batch, num_classes, h, w)))).float()
+    cues = (rng.random((batch, num_classes, h, w)) < 0.1).astype(np.uint8)
+    classes = [np.array([0, 1 + b]) for b in range(batch)]
+    images = rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
+    with SupervisionPool(workers=0) as pool:
+        serial = pool.submit(features, probs, cues, classes, images, valid=valid).result()
+        grown = pool.grow(features, probs, cues, classes, valid=torch.from_numpy(valid)).result()
+        plain = pool.submit(features, probs, cues, classes, images).result()
+        everything = pool.submit(features, probs, cues, classes, images, valid=np.ones_like(valid)).result()
+        with pytest.raises(ValueError, match="valid must be"):
+            pool.grow(features, probs, cues, classes, valid=valid[:, :, :3])
+    parallel = spawned_pool.submit(features, probs, cues, classes, images, valid=torch.from_numpy(valid)).result(120)
+    assert all(np.array_equal(a, b) for a, b in zip(parallel, serial, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(everything, plain, strict=True))
+    assert np.array_equal(grown, serial[0])
+    for b in range(batch):
+        edges = knn_edges(features[b], k=10, valid=valid[b])
+        direct = grow_supervision(cues[b], probs[b].numpy(), classes[b], edges, valid=valid[b])
+        assert np.array_equal(serial[0][b], direct)
+        assert np.array_equal(serial[0][b][:, ~valid[b]], cues[b][:, ~valid[b]])

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, get_args, get_origin
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from stages.params import (
     SECTIONS,
+    SEGMENTER_OPTIONS,
+    TRUNK_OPTIONS,
+    Arch,
     CuesParams,
     DenseCRFParams,
     ParamsError,
@@ -99,7 +106,7 @@ def test_published_geometry_batchnorm_and_head() -> None:
 
 
 def test_config_value_wins_and_nested_groups_merge(tmp_path: Path, defaults: Path) -> None:
-    text = "train_dgcn:\n  epochs: 3\n  optimizer: {lr: 1e-3}\n  arch_options: {width: 8}\n"
+    text = "train_dgcn:\n  epochs: 3\n  optimizer: {lr: 1e-3}\n  arch: small\n  arch_options: {width: 8}\n"
     config = write(tmp_path / "x.yaml", text)
     params = load_params("train_dgcn", TrainDGCNParams, config=config, defaults=defaults)
     assert params.epochs == 3 and params.optimizer.lr == 1e-3  # YAML 1.2 float, as DVC reads it
@@ -154,11 +161,112 @@ def test_crf_kernels_are_dense_crf_keyword_arguments(defaults: Path) -> None:
      "retrain.color_jitter.hue: input should be less than or equal to 0.5 (got 0.6)"),
     ("train_dgcn", "train_dgcn: {input_size: 321}", "train_dgcn.input_size: unknown parameter; did you mean "
                                                     "'crop_size'?"),
+    ("export", "export: {scales: []}",
+     "export.scales: list should have at least 1 item after validation, not 0 (got [])"),
+    ("cues", "cues: {arch: small, arch_options: {widht: 32}}",
+     "cues.arch_options.widht: unknown parameter; did you mean 'width'?"),
+    ("cues", "cues: {arch: small, arch_options: {head_dilation: 2}}",  # a segmenter's option: cues builds a classifier
+     "cues.arch_options.head_dilation: unknown parameter; known: width, context_rates"),
+    ("train_dgcn", "train_dgcn: {arch: small, arch_options: {width: 0}}",
+     "train_dgcn.arch_options.width: input should be greater than or equal to 1 (got 0)"),
+    ("train_dgcn", "train_dgcn: {arch: small, arch_options: {context_rates: []}}",
+     "train_dgcn.arch_options.context_rates: list should have at least 1 item after validation, not 0 (got [])"),
+    ("retrain", "retrain: {arch: deeplab_v2, arch_options: {aspp_rates: [6, 0]}}",
+     "retrain.arch_options.aspp_rates[1]: input should be greater than or equal to 1 (got 0)"),
+    ("retrain", "retrain: {arch: deeplab_v3, arch_options: {width: 8}}",
+     "retrain.arch_options.width: unknown parameter; known: none"),
+    ("retrain", "retrain: {arch: hrnet, arch_options: {variant: w48}}",
+     "retrain.arch_options.variant: string should match pattern '^hrnet_' (got 'w48')"),
+    ("retrain", "retrain: {arch: small, arch_options: [8]}",
+     "retrain.arch_options: input should be a valid dictionary (got [8])"),
+    ("cues", "cues: {arch: deeplab_v4}", "cues.arch: input should be 'small', 'deeplab_v2', 'deeplab_v3' or 'hrnet' "
+     "(got 'deeplab_v4'); did you mean 'deeplab_v3'?"),
+    ("crf", f"crf: {{workers: {'9' * 200}}}",  # a long value is cut: the line stays readable
+     f"crf.workers: input should be less than or equal to 64 (got {'9' * 77}...)"),
 ])
 def test_bad_config_value_names_config_file_and_key(tmp_path: Path, defaults: Path, section: str, text: str,
                                                      message: str) -> None:
     config = write(tmp_path / "x.yaml", text)
     assert fails(section, defaults=defaults, config=config) == f"{config}: {message}"
+
+
+def _leaf_keys(schema: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(dotted path, annotation) of every field of `schema`, nested groups walked into."""
+    for name, field in schema.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _leaf_keys(annotation, (*prefix, name))
+        else:
+            yield (*prefix, name), annotation
+
+
+def _nested(path: tuple[str, ...], value: Any) -> dict:
+    """{path[0]: {path[1]: ... value}}."""
+    return value if not path else {path[0]: _nested(path[1:], value)}
+
+
+def _floats_and_lists() -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """(section, *key) of every float param and of every list param."""
+    floats, lists = [], []
+    for section, schema in SECTIONS.items():
+        for path, annotation in _leaf_keys(schema):
+            if annotation is float or float in get_args(annotation):  # float, or float | None
+                floats.append((section, *path))
+            elif get_origin(annotation) is list:
+                lists.append((section, *path))
+    return floats, lists
+
+
+FLOATS, LISTS = _floats_and_lists()
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+@pytest.mark.parametrize("key", FLOATS + [(*key, 0) for key in LISTS], ids=lambda key: ".".join(map(str, key)))
+def test_every_float_refuses_nan_and_infinity(tmp_path: Path, defaults: Path, key: tuple, value: str) -> None:
+    *path, last = key
+    leaf = [value] if isinstance(last, int) else {last: value}  # a list's first item, or the key itself
+    document = _nested(tuple(path), leaf)
+    config = write(tmp_path / "x.yaml", yaml.safe_dump(document).replace(f"'{value}'", value))
+    dotted = ".".join(path) + ("[0]" if isinstance(last, int) else f".{last}")
+    assert fails(path[0], defaults=defaults, config=config).startswith(f"{config}: {dotted}: must be a finite number")
+
+
+@pytest.mark.parametrize("key", LISTS, ids=".".join)
+def test_every_list_refuses_to_be_empty(tmp_path: Path, defaults: Path, key: tuple[str, ...]) -> None:
+    config = write(tmp_path / "x.yaml", _nested(key, []))
+    message = fails(key[0], defaults=defaults, config=config)
+    # at least 1 item, or 2 for a [low, high] range
+    assert re.fullmatch(rf"{re.escape(str(config))}: {re.escape('.'.join(key))}: list should have at least "
+                        r"(1 item|2 items) after validation, not 0 \(got \[\]\)", message), message
+
+
+def test_the_walk_finds_the_floats_and_lists() -> None:
+    # the two tests above are only as good as this walk: it must reach into nested groups and float-valued lists
+    assert ("train_dgcn", "optimizer", "lr") in FLOATS and ("dense_crf", "bilateral_srgb") in FLOATS
+    assert len(FLOATS) >= 25 and set(LISTS) == {("cues", "scales"), ("export", "scales"), ("evaluate", "scales"),
+                                                ("retrain", "scale_range")}
+
+
+def test_arch_options_are_the_builders_keyword_arguments() -> None:
+    from dgcn.models.classifier import TRUNK_BUILDERS
+    from dgcn.models.registry import SEGMENTERS
+
+    assert set(get_args(Arch)) == set(SEGMENTERS) == set(SEGMENTER_OPTIONS) == set(TRUNK_BUILDERS) == set(TRUNK_OPTIONS)
+    for arch, builder in SEGMENTERS.items():
+        keywords = set(inspect.signature(builder).parameters) - {"num_classes"}
+        assert set(SEGMENTER_OPTIONS[arch].__annotations__) == keywords, f"SEGMENTER_OPTIONS[{arch!r}]"
+    for arch, trunk in TRUNK_BUILDERS.items():
+        keywords = set(inspect.signature(trunk).parameters) - {"body"}  # body: a torch module, no params value
+        assert set(TRUNK_OPTIONS[arch].__annotations__) == keywords, f"TRUNK_OPTIONS[{arch!r}]"
+
+
+def test_valid_arch_options_reach_the_builder(tmp_path: Path, defaults: Path) -> None:
+    from dgcn.models.registry import build_segmenter
+
+    text = "train_dgcn: {arch: small, arch_options: {width: 4, context_rates: [1, 2], head_dilation: 3}}\n"
+    params = load_params("train_dgcn", TrainDGCNParams, config=write(tmp_path / "x.yaml", text), defaults=defaults)
+    assert params.arch_options == {"width": 4, "context_rates": [1, 2], "head_dilation": 3}
+    assert build_segmenter(params.arch, 3, **params.arch_options).trunk.out_channels == 12
 
 
 def test_bad_default_names_defaults_file(tmp_path: Path, defaults: Path) -> None:

@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 from dvc_project import TINY, dvc, edit_yaml, git, lock_hashes, make_project, ran_stages
+from typer.testing import CliRunner
 
-SUMMARY_KEYS = {"cam_baseline_miou", "cues_miou", "pseudo_miou", "crf_miou", "val_miou", "upper_bound_val_miou"}
+from stages.app import app
+
+SUMMARY_KEYS = {"cam_baseline_miou", "cues_miou", "pseudo_miou", "crf_miou", "dgcn_val_miou", "dgcn_val_crf_miou",
+                "val_miou", "upper_bound_val_miou"}
 STAGES = ("synthesize", "prepare", "cues", "train_dgcn", "export", "crf", "retrain", "upper_bound", "evaluate")
 ARTIFACTS = Path("artifacts/synthetic")
 
@@ -30,6 +34,17 @@ def test_repro_writes_the_summary_and_every_picture(project: Path) -> None:
     assert all(0.0 <= summary[key] <= 1.0 for key in SUMMARY_KEYS)
     for picture in ("gallery.png", "per_class_iou.png", "confusion.png"):
         assert (project / ARTIFACTS / "evaluate" / picture).stat().st_size > 1000
+
+
+def test_report_lists_every_figure_with_the_dgcn_network_on_val(project: Path) -> None:
+    summary = json.loads((project / ARTIFACTS / "evaluate/summary.json").read_text())
+    result = CliRunner().invoke(app, ["report", "--summary", str(project / ARTIFACTS / "evaluate/summary.json")])
+    assert result.exit_code == 0, result.output
+    rows = {fields[-2]: fields[-1] for fields in map(str.split, result.output.splitlines())
+            if len(fields) > 2 and fields[-2].endswith("_miou")}
+    assert set(rows) == SUMMARY_KEYS
+    assert rows["dgcn_val_miou"] == f"{summary['dgcn_val_miou']:.3f}"
+    assert "DGCN network, multi-scale + flip (val)" in result.output
 
 
 def test_status_and_metrics_are_quiet(project: Path) -> None:

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+import zarr.errors
 from typer.testing import CliRunner
 
 from dgcn.data.palette import voc_palette
+from dgcn.errors import InputError, ModelFileError
 from dgcn.storage import LabelStoreWriter
-from stages.app import app
+from dgcn.storage.zarr_store import create_store_group, write_whole_array
+from stages.app import anticipated, app, one_line
 from stages.runtime import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +32,8 @@ INPUTS = {
     "crf": ["--pseudo-labels", "a/export/pseudo_labels.zarr"],
     "retrain": ["--labels", "a/crf/crf_labels.zarr"],
     "evaluate": ["--metrics", "a/cues/metrics.json", "--cues", "a/cues/cues.zarr", "--pseudo-labels",
-                 "a/export/pseudo_labels.zarr", "--crf-labels", "a/crf/crf_labels.zarr", "--model",
+                 "a/export/pseudo_labels.zarr", "--crf-labels", "a/crf/crf_labels.zarr", "--dgcn-model",
+                 "a/train_dgcn/model.pt", "--model",
                  "a/retrain/model.pt", "--upper-bound", "a/upper_bound/model.pt"],
 }
 
@@ -101,13 +109,19 @@ def test_stage_failing_part_way_publishes_nothing(workdir: Path, voc_mini: Path,
                           [str(i) for i in range(21)], voc_palette()[:21].tolist()) as writer:
         writer.write(0, [np.zeros(size, np.uint8) for size in train["sizes"]])
 
-    def full_disk(path: Path, payload: object) -> None:
-        raise ValueError(f"no space left to write {path.name}")
+    write_text = Path.write_text
+
+    def full_disk(path: Path, text: str, *args: object, **kwargs: object) -> int:
+        """The disk fills up while the metrics are written: the OSError of a failed write names no file."""
+        if path.name.startswith("metrics"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_text(path, text, *args, **kwargs)
 
     # The label store is complete by the time the metrics fail to write: neither may appear.
-    monkeypatch.setattr("stages.crf.write_json", full_disk)
+    monkeypatch.setattr(Path, "write_text", full_disk)
     code, output = invoke("crf", *INPUTS["crf"], "--manifest", "a/prepare/manifest.json", "--out", "a/crf")
-    assert code == 1 and "no space left to write metrics.json" in output
+    # named as the output the user knows, not as the staging file it was written to
+    assert code == 1 and output.splitlines()[-1] == "error: a/crf/metrics.json: No space left on device"
     assert sorted(p.name for p in (workdir / "a").iterdir()) == ["export", "prepare"]
 
 
@@ -118,3 +132,180 @@ def test_missing_cuda_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match=r"cues\.device: unknown device 'tpu'"):
         resolve_device("tpu", "cues.device")
     assert resolve_device("auto", "x").type == "cpu"
+
+
+def one_error_line(code: int, output: str) -> str:
+    """The single line a stage prints for bad input (exit 1, nothing else on stdout or stderr), without `error: `."""
+    assert code == 1, output
+    assert len(output.splitlines()) == 1 and output.startswith("error: "), output
+    return output.rstrip("\n").removeprefix("error: ")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_is_named(workdir: Path, voc_mini: Path) -> None:
+    (workdir / "a").mkdir()
+    (workdir / "a").chmod(0o555)
+    try:
+        code, output = invoke("prepare", "--root", str(voc_mini), "--out", "a/prepare")
+    finally:
+        (workdir / "a").chmod(0o755)
+    assert one_error_line(code, output) == "a/prepare: Permission denied"
+
+
+@pytest.mark.parametrize("errno_code", [errno.EROFS, errno.EACCES])
+def test_unwritable_output_is_named(workdir: Path, voc_mini: Path, monkeypatch: pytest.MonkeyPatch,
+                                    errno_code: int) -> None:
+    # as root (CI) a chmod cannot make a folder read-only: the first write into the output fails instead
+    mkdir = Path.mkdir
+
+    def refuse(path: Path, *args: object, **kwargs: object) -> None:
+        if path.parent.name == "a":
+            raise OSError(errno_code, os.strerror(errno_code), str(path))
+        mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    code, output = invoke("prepare", "--root", str(voc_mini), "--out", "a/prepare")
+    assert one_error_line(code, output) == f"a/prepare: {os.strerror(errno_code)}"
+    assert not (workdir / "a").exists() or not any((workdir / "a").iterdir())
+
+
+def test_disk_full_while_writing_is_named(workdir: Path, voc_mini: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # PIL writes the contact sheet straight into the staging folder: the failed write names the output folder
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("PIL.Image.Image.save", full_disk)
+    code, output = invoke("prepare", "--root", str(voc_mini), "--out", "a/prepare")
+    assert one_error_line(code, output) == "a/prepare: No space left on device"
+    assert not (workdir / "a/prepare").exists()
+
+
+def test_malformed_yaml_is_one_line_with_line_and_column(workdir: Path, voc_mini: Path) -> None:
+    (workdir / "voc.yaml").write_text("prepare: {}\ncues:\n  epochs: 3\n   lr: 2\n")
+    code, output = invoke("prepare", "--root", str(voc_mini), "--out", "a/prepare")
+    assert one_error_line(code, output).startswith("voc.yaml:4:6: malformed YAML: mapping values are not allowed")
+
+
+def test_unknown_arch_option_is_named_with_its_dotted_key(workdir: Path) -> None:
+    set_param(workdir / "voc.yaml", "cues", arch="small", arch_options={"widht": 32})
+    code, output = invoke("cues", "--manifest", "m.json", "--out", "a/cues")
+    assert one_error_line(code, output) == "voc.yaml: cues.arch_options.widht: unknown parameter; did you mean 'width'?"
+
+
+def test_truncated_model_file_is_named(workdir: Path, voc_mini: Path) -> None:
+    from dgcn.model_files import save_model
+    from dgcn.models.registry import build_segmenter
+
+    prepare_voc_mini(voc_mini)
+    model = workdir / "a/train_dgcn/model.pt"
+    save_model(model, build_segmenter("small", 21, width=4), kind="segmenter", arch="small", num_outputs=21,
+               options={"width": 4})
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    code, output = invoke("export", *INPUTS["export"], "--manifest", "a/prepare/manifest.json", "--out", "a/export")
+    assert one_error_line(code, output).startswith("unreadable model file a/train_dgcn/model.pt: ")
+    assert not (workdir / "a/export").exists()
+
+
+def test_truncated_checkpoint_is_named(tmp_path: Path) -> None:
+    from dgcn.models.registry import build_segmenter
+    from dgcn.training.supervised import train_segmenter
+
+    def train(checkpoint: Path) -> None:
+        images = np.zeros((4, 32, 32, 3), np.uint8)
+        train_segmenter(build_segmenter("small", 2, width=4), images, np.zeros((4, 32, 32), np.uint8), epochs=1,
+                        batch_size=2, lr=0.01, weight_decay=0.0, seed=0, checkpoint=checkpoint)
+
+    checkpoint = tmp_path / "last.pt"
+    train(checkpoint)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match=rf"^unreadable checkpoint {checkpoint}: .*; delete it to train from"):
+        train(checkpoint)
+    assert "\n" not in one_line(ModelFileError(f"unreadable checkpoint {checkpoint}: a\nb"))
+
+
+def test_damaged_shard_is_named_with_store_and_shard(workdir: Path, voc_mini: Path) -> None:
+    set_param(workdir / "voc.yaml", "crf", workers=0)
+    train = prepare_voc_mini(voc_mini)["splits"]["train"]
+    store = workdir / "a/export/pseudo_labels.zarr"
+    with LabelStoreWriter(store, train["names"], train["sizes"], [str(i) for i in range(21)],
+                          voc_palette()[:21].tolist()) as writer:
+        writer.write(0, [np.full(size, 1, np.uint8) for size in train["sizes"]])
+    shard = store / "labels/c/0/0/0"
+    damaged = bytearray(shard.read_bytes())
+    damaged[20] ^= 0xFF  # inside the first image's compressed chunk
+    shard.write_bytes(bytes(damaged))
+    code, output = invoke("crf", *INPUTS["crf"], "--manifest", "a/prepare/manifest.json", "--out", "a/crf")
+    line = output.splitlines()[-1]
+    assert code == 1 and line.startswith(
+        "error: a/export/pseudo_labels.zarr: damaged shard labels/c/0/0/0 (image '2011_000003'): "), output
+    assert not (workdir / "a/crf").exists()
+
+
+def test_wrong_zarr_dtype_is_named(workdir: Path, voc_mini: Path) -> None:
+    # 16-bit labels of the right shape: read as labels, they failed deep inside the CRF with a bare ValueError
+    train = prepare_voc_mini(voc_mini)["splits"]["train"]
+    group = create_store_group(workdir / "a/export/pseudo_labels.zarr", "dgcn-labels", 1,
+                               {"class_names": [str(i) for i in range(21)], "palette": voc_palette()[:21].tolist()})
+    write_whole_array(group, "names", np.asarray(train["names"], dtype=str))
+    write_whole_array(group, "shapes", np.asarray(train["sizes"], dtype=np.int32))
+    write_whole_array(group, "labels", np.full((len(train["names"]), 513, 513), 300, np.uint16))
+    code, output = invoke("crf", *INPUTS["crf"], "--manifest", "a/prepare/manifest.json", "--out", "a/crf")
+    assert one_error_line(code, output) == ("a/export/pseudo_labels.zarr: wrong Zarr layout: array 'labels' is 3-d "
+                                            "uint16, expected 3-d uint8")
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("{not json", "a/prepare/manifest.json is not a JSON file (the prepare stage's manifest): Expecting"),
+    ('{"root": "data"}', "a/prepare/manifest.json is not a manifest of the prepare stage (KeyError: 'class_names')"),
+    ("[1, 2]", "a/prepare/manifest.json is not a manifest of the prepare stage (TypeError: "),
+])
+def test_damaged_manifest_is_named(workdir: Path, text: str, problem: str) -> None:
+    (workdir / "a/prepare").mkdir(parents=True)
+    (workdir / "a/prepare/manifest.json").write_text(text)
+    code, output = invoke("crf", *INPUTS["crf"], "--manifest", "a/prepare/manifest.json", "--out", "a/crf")
+    assert one_error_line(code, output).startswith(problem)
+
+
+def test_a_bug_keeps_its_traceback(workdir: Path, voc_mini: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A KeyError from a typo in our code is no bad input: it must not shrink to one line
+    def typo(self: object) -> None:
+        return {}["naems"]
+
+    monkeypatch.setattr("dgcn.data.voc.VOCDataset.validate", typo)
+    result = CliRunner().invoke(app, ["prepare", "--config", "voc.yaml", "--root", str(voc_mini), "--out", "a/p"])
+    assert result.exit_code == 1 and isinstance(result.exception, KeyError) and "error:" not in result.output
+
+
+def test_a_bug_prints_its_traceback_from_the_command_line(workdir: Path, voc_mini: Path) -> None:
+    code = ("import sys; import dgcn.data.voc as voc; from stages.app import app\n"
+            "voc.VOCDataset.validate = lambda self: {}['naems']\n"
+            f"sys.argv = ['stages', 'prepare', '--config', 'voc.yaml', '--root', {str(voc_mini)!r}, '--out', 'a/p']\n"
+            "app()\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr and result.stderr.endswith("KeyError: 'naems'\n")
+    assert "error:" not in result.stderr
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (InputError("x"), True),
+    (OSError(errno.ENOSPC, "No space left on device"), True),
+    (PermissionError(errno.EACCES, "Permission denied", "f"), True),
+    (zarr.errors.MetadataValidationError("x"), True),
+    (json.JSONDecodeError("Expecting value", "", 0), True),
+    (ValueError("x"), False),
+    (KeyError("x"), False),
+    (RuntimeError("x"), False),
+    (TypeError("x"), False),
+])
+def test_only_bad_input_and_io_errors_are_anticipated(error: Exception, expected: bool) -> None:
+    assert anticipated(error) is expected
+
+
+def test_one_line_names_the_file_of_an_os_error() -> None:
+    assert one_line(OSError(errno.ENOSPC, "No space left on device", "a/x.json")) == "a/x.json: No space left on device"
+    moved = OSError(errno.EXDEV, "Invalid cross-device link", "a", None, "b")
+    assert one_line(moved) == "a -> b: Invalid cross-device link"
+    assert one_line(InputError("first\n  second")) == "first second"
+    assert one_line(json.JSONDecodeError("Expecting value", "", 0)).startswith("JSONDecodeError: Expecting value")

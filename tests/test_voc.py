@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from dgcn.data.palette import VOC_CLASSES, voc_palette
-from dgcn.data.voc import DatasetError, VOCDataset
+from dgcn.data.voc import DatasetError, VOCDataset, check_disjoint
 
 
 def write_voc(root: Path, masks: dict[str, np.ndarray], split: str = "train", annotations: dict | None = None,
@@ -118,3 +118,94 @@ def test_real_voc_mini_photos_validate(voc_mini: Path) -> None:
     infos = VOCDataset(root, "val").validate()
     assert len(infos) == 7 and all((i.height, i.width) == (513, 513) for i in infos)
     assert VOCDataset(root, "train_aug").validate()[1].classes == (9, 15, 18)
+
+
+def write_split(root: Path, split: str, content: str | bytes) -> Path:
+    """Write ImageSets/Segmentation/<split>.txt as text (UTF-8) or raw bytes."""
+    path = root / "ImageSets" / "Segmentation" / f"{split}.txt"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def test_duplicate_ids_are_named(tmp_path: Path) -> None:
+    write_voc(tmp_path, {"a": mask_with([0, 1]), "b": mask_with([0, 2]), "c": mask_with([0, 3])})
+    write_split(tmp_path, "train", "a\nb\nc\nb\na\nb\n")
+    with pytest.raises(DatasetError, match=r"^duplicate ids in .*train\.txt: a, b$"):
+        VOCDataset(tmp_path, "train").validate()
+
+
+def test_train_val_overlap_is_named(tmp_path: Path) -> None:
+    write_voc(tmp_path, {"a": mask_with([0, 1]), "b": mask_with([0, 2]), "c": mask_with([0, 3])})
+    write_split(tmp_path, "val", "c\nb\n")
+    with pytest.raises(DatasetError, match=r"^2 ids in both .*train\.txt and .*val\.txt: b, c$"):
+        check_disjoint(VOCDataset(tmp_path, "train"), VOCDataset(tmp_path, "val"))
+    write_split(tmp_path, "val", "d\n")
+    check_disjoint(VOCDataset(tmp_path, "train"), VOCDataset(tmp_path, "val"))
+
+
+def test_a_long_list_of_ids_is_cut(tmp_path: Path) -> None:
+    write_voc(tmp_path, {"a": mask_with([0, 1])})
+    write_split(tmp_path, "train", "".join(f"{i:02d}\n" for i in range(12)) * 2)
+    with pytest.raises(DatasetError, match=r"train\.txt: 00, 01, 02, 03, 04, 05, 06, 07, 08, 09 and 2 more$"):
+        _ = VOCDataset(tmp_path, "train").names
+
+
+def test_byte_order_mark_is_not_part_of_the_first_id(tmp_path: Path) -> None:
+    write_voc(tmp_path, {"a": mask_with([0, 1]), "b": mask_with([0, 2])})
+    write_split(tmp_path, "train", "\ufeffa\r\nb\r\n".encode())
+    assert VOCDataset(tmp_path, "train").names == ["a", "b"]
+    assert [info.name for info in VOCDataset(tmp_path, "train").validate()] == ["a", "b"]
+
+
+def test_split_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    write_voc(tmp_path, {"a": mask_with([0, 1])})
+    write_split(tmp_path, "train", "a\nb\u00e9\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"^split list is not UTF-8 text: .*train\.txt \(byte 3: b'\\xe9'\)$"):
+        VOCDataset(tmp_path, "train").validate()
+
+
+@pytest.mark.parametrize("line", ["../a", "sub/a", "..", "a\\b", "a\0b"])
+def test_an_id_with_a_folder_is_refused(tmp_path: Path, line: str) -> None:
+    write_voc(tmp_path, {"a": mask_with([0, 1])})
+    write_split(tmp_path, "train", f"a\n{line}\n")
+    with pytest.raises(DatasetError, match=r"^bad image id .* in .*train\.txt: an id is a file name without folders$"):
+        VOCDataset(tmp_path, "train").validate()
+
+
+def test_split_without_any_foreground_is_an_error(tmp_path: Path) -> None:
+    write_voc(tmp_path, {"a": mask_with([0]), "b": mask_with([0, 255])})
+    with pytest.raises(DatasetError, match=r"^no foreground in .*train\.txt: none of its 2 images contains an object"):
+        VOCDataset(tmp_path, "train").validate()
+
+
+def test_split_without_any_foreground_is_an_error_with_annotations_too(tmp_path: Path) -> None:
+    write_voc(tmp_path, {}, annotations={"c": [], "d": []})
+    with pytest.raises(DatasetError, match="no foreground"):
+        VOCDataset(tmp_path, "train").validate()
+
+
+@pytest.mark.parametrize("mode", ["1", "F", "RGB"])
+def test_mask_that_is_no_integer_label_map_is_named(tmp_path: Path, mode: str) -> None:
+    write_voc(tmp_path, {"a": mask_with([0, 1])})
+    Image.new(mode, (30, 20)).save(tmp_path / "SegmentationClassAug" / "a.png" if mode != "F" else
+                                   tmp_path / "SegmentationClassAug" / "a.tiff")
+    if mode == "F":  # PNG cannot hold floats: a TIFF under the mask's name
+        (tmp_path / "SegmentationClassAug" / "a.tiff").rename(tmp_path / "SegmentationClassAug" / "a.png")
+    with pytest.raises(DatasetError, match=rf"^mask is not .* integer class indices: .*a\.png has mode {mode}$"):
+        VOCDataset(tmp_path, "train").validate()
+
+
+def test_sixteen_bit_masks_with_class_values_are_read(tmp_path: Path) -> None:
+    write_voc(tmp_path, {"a": mask_with([0, 1])})
+    Image.fromarray(mask_with([0, 7]).astype(np.uint16)).save(tmp_path / "SegmentationClassAug" / "a.png")
+    assert VOCDataset(tmp_path, "train").validate()[0].classes == (7,)
+
+
+def test_image_a_decoder_chokes_on_is_named(tmp_path: Path) -> None:
+    write_voc(tmp_path, {"a": mask_with([0, 1])})
+    png = tmp_path / "JPEGImages" / "a.jpg"
+    noise = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(png, format="PNG")
+    png.write_bytes(png.read_bytes()[:900])  # a truncated PNG under the .jpg name
+    with pytest.raises(DatasetError, match=r"^unreadable or corrupt image: .*a\.jpg \("):
+        VOCDataset(tmp_path, "train").validate()

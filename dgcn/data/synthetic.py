@@ -225,7 +225,9 @@ def contact_sheet(root: Path, ids: list[str], out: Path, columns: int = 6) -> No
     tiles = []
     for image_id in ids:
         image = Image.open(root / "JPEGImages" / f"{image_id}.jpg").convert("RGB")
-        labels = np.asarray(Image.open(root / "SegmentationClassAug" / f"{image_id}.png"))
+        mask = root / "SegmentationClassAug" / f"{image_id}.png"
+        # an image labelled by its XML annotation alone has no mask: shown as all ignore
+        labels = np.asarray(Image.open(mask)) if mask.is_file() else np.full(image.size[::-1], 255, np.uint8)
         pair = np.concatenate([np.asarray(image), np.full((image.height, 2, 3), 255, np.uint8), palette[labels]], 1)
         tile = Image.fromarray(pair)
         tiles.append((image_id, tile.resize((tile.width * 2, tile.height * 2), Image.Resampling.NEAREST)))

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
 import xml.etree.ElementTree as ElementTree
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from dgcn.data.palette import IGNORE_INDEX, VOC_CLASSES
+from dgcn.errors import InputError
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """The data set on disk is not usable; the message names the first bad file."""
 
 
@@ -46,15 +49,33 @@ class VOCDataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def split_file(self) -> Path:
+        """`<root>/ImageSets/Segmentation/<split>.txt`: one image id per line (the first word of the line)."""
+        return self.root / "ImageSets" / "Segmentation" / f"{self.split}.txt"
+
     @cached_property
     def names(self) -> list[str]:
-        """Image ids of the split, in file order."""
-        split_file = self.root / "ImageSets" / "Segmentation" / f"{self.split}.txt"
+        """Image ids of the split, in file order: unique file names without folders, from UTF-8 text."""
+        split_file = self.split_file
         if not split_file.is_file():
             raise DatasetError(f"split list not found: {split_file}")
-        names = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+        try:
+            # the byte-order mark some editors write is not part of the first id
+            text = split_file.read_bytes().decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError as error:
+            raise DatasetError(f"split list is not UTF-8 text: {split_file} (byte {error.start}: "
+                               f"{error.object[error.start:error.start + 1]!r})") from None
+        names = [line.split()[0] for line in text.splitlines() if line.strip()]
         if not names:
             raise DatasetError(f"empty split: {split_file} lists no images")
+        for name in names:
+            # an id becomes a path under JPEGImages/: a folder or a NUL in it would read some other file, or crash
+            if name in (".", "..") or any(character in name for character in "/\\\0"):
+                raise DatasetError(f"bad image id {name!r} in {split_file}: an id is a file name without folders")
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+        if duplicates:
+            raise DatasetError(f"duplicate ids in {split_file}: {_listing(duplicates)}")
         return names
 
     def __len__(self) -> int:
@@ -74,16 +95,18 @@ class VOCDataset:
 
     def image(self, name: str) -> np.ndarray:
         """(H, W, 3) uint8 RGB, a writable array (torch and pydensecrf refuse read-only buffers)."""
-        return np.array(_open_image(self.image_path(name)).convert("RGB"))
+        return np.array(_open_image(self.image_path(name), "RGB"))
 
     def mask(self, name: str) -> np.ndarray:
         """(H, W) uint8 class indices, 255 = ignore; checked against the class range."""
         path = self.mask_path(name)
         if not path.is_file():
             raise DatasetError(f"mask not found: {path}")
-        mask = np.asarray(_open_image(path))
-        if mask.ndim != 2:
-            raise DatasetError(f"mask is not a single-channel (palette) image: {path} has shape {mask.shape}")
+        image = _open_image(path)
+        mask = np.asarray(image)
+        if mask.ndim != 2 or mask.dtype.kind not in "ui":
+            raise DatasetError(f"mask is not a single-channel (palette or grey) image of integer class indices: "
+                               f"{path} has mode {image.mode}")
         bad = np.unique(mask[(mask >= self.num_classes) & (mask != IGNORE_INDEX)])
         if bad.size:
             raise DatasetError(f"mask values {bad.tolist()} outside the class range 0..{self.num_classes - 1} "
@@ -123,7 +146,7 @@ class VOCDataset:
             path = self.image_path(name)
             if not path.is_file():
                 raise DatasetError(f"image not found: {path}")
-            with _open_image(path) as image:
+            with _open_image(path, "RGB") as image:  # converted too: every later stage reads it as RGB
                 width, height = image.size
             if self.has_mask(name):
                 mask = self.mask(name)
@@ -134,16 +157,37 @@ class VOCDataset:
             else:
                 classes = self._labels_from_annotation(name)
             infos.append(SampleInfo(name, height, width, classes))
+        if not any(info.classes for info in infos):
+            # every score on such a split is 1.0 (background everywhere), and no classifier can learn from it
+            raise DatasetError(f"no foreground in {self.split_file}: none of its {len(infos)} images contains an "
+                               f"object class")
         return infos
 
 
-def _open_image(path: Path) -> Image.Image:
-    """Open and fully decode an image so corrupt files fail here, naming the file."""
+def check_disjoint(train: VOCDataset, val: VOCDataset) -> None:
+    """DatasetError naming the ids that both splits list: a validation image seen in training inflates its scores."""
+    shared = sorted(set(train.names) & set(val.names))
+    if shared:
+        raise DatasetError(f"{len(shared)} ids in both {train.split_file} and {val.split_file}: {_listing(shared)}")
+
+
+def _listing(names: list[str], limit: int = 10) -> str:
+    """The first `limit` names, comma-separated, with the count of the rest."""
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
+def _open_image(path: Path, mode: str | None = None) -> Image.Image:
+    """Open and fully decode an image (converted to `mode` if given) so corrupt files fail here, naming the file."""
     try:
-        image = Image.open(path)
-        image.load()
+        with warnings.catch_warnings():  # e.g. "Corrupt EXIF data": the decode either fails below or is usable
+            warnings.simplefilter("ignore")
+            image = Image.open(path)
+            image.load()
+            return image if mode is None else image.convert(mode)
     except FileNotFoundError as error:
         raise DatasetError(f"image not found: {path}") from error
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise DatasetError(f"unreadable or corrupt image: {path} ({error})") from error
-    return image
+    except Exception as error:  # a decoder fed a damaged file raises many types (OSError, ValueError,
+        # SyntaxError, struct.error, EOFError, DecompressionBombError ...): all of them mean a bad file
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise DatasetError(f"unreadable or corrupt image: {path} ({reason})") from error

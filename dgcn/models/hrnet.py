@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dgcn.errors import InputError
 from dgcn.models.segmenter import SegmentationNet, Trunk, TrunkFeatures, check_num_classes
 
 # HRNet's fusion up-samples by exact factors of 2 down to stride 32.
@@ -29,7 +30,7 @@ class HRNetTrunk(Trunk):
 
         super().__init__()
         if variant not in timm.list_models("hrnet_*"):
-            raise ValueError(f"unknown HRNet variant {variant!r}; choices: {timm.list_models('hrnet_*')}")
+            raise InputError(f"unknown HRNet variant {variant!r}; choices: {timm.list_models('hrnet_*')}")
         self.variant = variant
         self.body = timm.create_model(variant, pretrained=False, features_only=True, feature_location="",
                                       out_indices=(1, 2, 3, 4))

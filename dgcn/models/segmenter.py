@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dgcn.errors import InputError
+
 
 class TrunkFeatures(NamedTuple):
     """Three levels of one trunk forward pass, all float.
@@ -41,7 +43,7 @@ class Trunk(nn.Module):
         from dgcn.models.weights import imagenet_weights_path  # weights.py imports this module
 
         if not self.imagenet_filenames:
-            raise ValueError(f"no ImageNet weights exist for {type(self).__name__}; pass a state-dict file path")
+            raise InputError(f"no ImageNet weights exist for {type(self).__name__}; pass a state-dict file path")
         return imagenet_weights_path(self.imagenet_filenames, cache)
 
     def pretrained_state(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -51,11 +53,11 @@ class Trunk(nn.Module):
     def load_from(self, other: "Trunk") -> None:
         """Copy every weight and buffer of `other`, a trunk of the same class and width."""
         if type(other) is not type(self):
-            raise ValueError(f"cannot load a {type(self).__name__} from a {type(other).__name__}")
+            raise InputError(f"cannot load a {type(self).__name__} from a {type(other).__name__}")
         try:
             self.load_state_dict(other.state_dict())
         except RuntimeError as error:
-            raise ValueError(f"the two {type(self).__name__}s differ in shape (different width?): {error}") from error
+            raise InputError(f"the two {type(self).__name__}s differ in shape (different width?): {error}") from error
 
 
 class SegmentationOutput(NamedTuple):

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from dgcn.errors import ModelFileError
 from dgcn.models.segmenter import Trunk
 
 IMAGENET = "imagenet"
@@ -28,13 +29,16 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     """Tensors of a torch.save(module.state_dict(), path) file, or of a .safetensors file, loaded on the CPU."""
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights file not found: {path} (pass an existing state-dict file)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(path, device="cpu")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(path, device="cpu")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch and safetensors raise several unrelated types for a damaged file
+        raise ModelFileError(f"unreadable weights file {path}: {error}") from error
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict (a mapping of parameter names to tensors)")
+        raise ModelFileError(f"{path} does not hold a state dict (a mapping of parameter names to tensors)")
     return dict(state)
 
 
@@ -50,12 +54,12 @@ def load_backbone_weights(trunk: Trunk, pretrained: Path | str, *, hub_dir: Path
     expected = trunk.state_dict().keys()
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
     if missing or unexpected:
-        raise ValueError(
+        raise ModelFileError(
             f"{path} does not fit {type(trunk).__name__}: {len(missing)} missing keys {missing[:3]}, "
             f"{len(unexpected)} unexpected keys {unexpected[:3]}"
         )
     try:
         trunk.load_state_dict(state)
     except RuntimeError as error:
-        raise ValueError(f"{path} does not fit {type(trunk).__name__}: {error}") from error
+        raise ModelFileError(f"{path} does not fit {type(trunk).__name__}: {error}") from error
     return path

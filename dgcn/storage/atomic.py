@@ -17,6 +17,20 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
+def _name_the_file(error: BaseException, written: Path, shown: Path) -> None:
+    """Make an OSError of a write under `written` name its file as under `shown` (the path the user knows).
+
+    A write that fails part-way (ENOSPC, EIO) raises an OSError that names no file; one inside a staging path names
+    that hidden path. Changed in place, so the type (PermissionError, ...) and the traceback stay.
+    """
+    if not isinstance(error, OSError) or not error.strerror:
+        return
+    if error.filename is None:
+        error.filename = str(shown)
+    elif str(error.filename).startswith(str(written)):
+        error.filename = str(shown) + str(error.filename)[len(str(written)):]
+
+
 def _replace(source: Path, target: Path) -> None:
     """Move `source` onto `target`, replacing whatever `target` is (file, directory or symlink)."""
     if not os.path.lexists(target) or not (target.is_dir() or source.is_dir()):
@@ -52,8 +66,9 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         if not os.path.lexists(temporary):
             raise FileNotFoundError(f"atomic_output({target}): nothing was written to the temporary path {temporary}")
         _replace(temporary, target)
-    except BaseException:
+    except BaseException as error:
         _remove(temporary)
+        _name_the_file(error, temporary, target)
         raise
 
 
@@ -67,12 +82,15 @@ def staged_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     staging = target.with_name(f".{target.name}.staging")
-    _remove(staging)
-    staging.mkdir(parents=True)
     try:
+        _remove(staging)
+        staging.mkdir(parents=True)
         yield staging
         target.mkdir(parents=True, exist_ok=True)
         for entry in sorted(staging.iterdir()):
             _replace(entry, target / entry.name)
+    except BaseException as error:
+        _name_the_file(error, staging, target)
+        raise
     finally:
         _remove(staging)

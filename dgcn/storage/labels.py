@@ -165,7 +165,7 @@ class LabelStore(NamedImageStore):
     """
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__(path, FORMAT_NAME, FORMAT_VERSION, {"labels": (3, "u"), "shapes": (2, "i")}, "labels")
+        super().__init__(path, FORMAT_NAME, FORMAT_VERSION, {"labels": (3, "uint8"), "shapes": (2, "i")}, "labels")
         self.shapes: np.ndarray = self._group["shapes"][...]
         self.class_names: list[str] = list(self.attributes.get("class_names", []))
         self.palette: np.ndarray = np.asarray(self.attributes.get("palette", []), dtype=np.uint8)
@@ -184,7 +184,7 @@ class LabelStore(NamedImageStore):
     def __getitem__(self, i: int) -> np.ndarray:
         i = self._position(i)
         height, width = (int(v) for v in self.shapes[i])
-        return self._images[i, :height, :width]
+        return self._read((i, slice(0, height), slice(0, width)))
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for start, block in self._blocks():

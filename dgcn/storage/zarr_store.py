@@ -14,6 +14,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BytesCodec, ZstdCodec
 
+from dgcn.errors import StoreError
+
 _COMPRESSOR = ZstdCodec(level=3, checksum=False)
 
 
@@ -73,16 +75,16 @@ def create_image_array(
     )
 
 
-def wrong_layout(path: Path, what: str) -> ValueError:
+def wrong_layout(path: Path, what: str) -> StoreError:
     """The error for a directory that is a Zarr store of the wrong shape."""
-    return ValueError(f"{path}: wrong Zarr layout: {what}")
+    return StoreError(f"{path}: wrong Zarr layout: {what}")
 
 
 class NamedImageStore:
     """Read side shared by the stores: opens and checks the group, holds `names` and finds images by name.
 
-    `arrays` maps each required array name to its (ndim, numpy dtype kind); `image_array` is the sharded per-image
-    array whose first axis must match the number of names.
+    `arrays` maps each required array name to its (ndim, numpy dtype kind such as "i", or exact dtype such as
+    "uint8"); `image_array` is the sharded per-image array whose first axis must match the number of names.
     """
 
     def __init__(
@@ -110,9 +112,10 @@ class NamedImageStore:
             if name not in present:
                 raise wrong_layout(self.path, f"array {name!r} is missing")
             array = group[name]
-            if array.ndim != ndim or array.dtype.kind != kind:
+            expected = f"of kind {kind!r}" if len(kind) == 1 else kind
+            if array.ndim != ndim or (array.dtype.kind if len(kind) == 1 else str(array.dtype)) != kind:
                 found_type = f"{array.ndim}-d {array.dtype}"
-                raise wrong_layout(self.path, f"array {name!r} is {found_type}, expected {ndim}-d of kind {kind!r}")
+                raise wrong_layout(self.path, f"array {name!r} is {found_type}, expected {ndim}-d {expected}")
         self.names: tuple[str, ...] = tuple(str(name) for name in group["names"][...])
         self._images: zarr.Array = group[image_array]
         if self._images.shape[0] != len(self.names):
@@ -146,4 +149,15 @@ class NamedImageStore:
         """(start, block) over the image array, one shard per block: one file read and decoded at a time."""
         step = self.shard_images
         for start in range(0, len(self.names), step):
-            yield start, self._images[start : start + step]
+            yield start, self._read(slice(start, start + step))
+
+    def _read(self, selection: int | slice | tuple) -> np.ndarray:
+        """`self._images[selection]` (first axis: images); a damaged shard is a StoreError naming store and shard."""
+        try:
+            return self._images[selection]
+        except (ValueError, RuntimeError) as error:  # the codecs' errors: checksum mismatch, undecodable bytes
+            first = selection[0] if isinstance(selection, tuple) else selection
+            image = first.start if isinstance(first, slice) else first
+            key = self._images.metadata.encode_chunk_key((image // self.shard_images,) + (0,) * (self._images.ndim - 1))
+            shard = f"{self._images.path}/{key}"
+            raise StoreError(f"{self.path}: damaged shard {shard} (image {self.names[image]!r}): {error}") from error

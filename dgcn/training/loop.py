@@ -11,6 +11,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 import torch
 
+from dgcn.errors import ModelFileError
 from dgcn.progress import log_line, progress
 
 B = TypeVar("B")
@@ -63,11 +64,15 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     log = TrainingLog(epochs=[], steps=[])
     start = 0
     if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        log, start = TrainingLog(**state["log"]), state["epoch"] + 1
+        try:
+            state = torch.load(checkpoint, weights_only=False)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            log, start = TrainingLog(**state["log"]), state["epoch"] + 1
+        except Exception as error:  # torch raises several unrelated types for a damaged (e.g. truncated) file
+            raise ModelFileError(f"unreadable checkpoint {checkpoint}: {error}; delete it to train from the "
+                                 f"start") from error
     for epoch in range(start, epochs):
         began = time.perf_counter()
         model.train()
