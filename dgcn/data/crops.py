@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from dgcn.data.augment import MEAN_RGB, Crop, CropGeometry, remap_cues
 from dgcn.data.loading import normalize, resize_image, resize_labels
 from dgcn.data.palette import IGNORE_INDEX
+from dgcn.errors import InputError
 
 
 class Indexed(Protocol):
@@ -156,7 +157,7 @@ class LabelCrops(CropDataset):
         native, image, crop = self._place(key)
         labels = np.asarray(self.labels[key.index])
         if labels.shape != native.shape[:2]:
-            raise ValueError(f"sample {key.index}: label map {labels.shape} differs from its image {native.shape[:2]}")
+            raise InputError(f"sample {key.index}: label map {labels.shape} differs from its image {native.shape[:2]}")
         labels = crop.window(resize_labels(labels, image.shape[:2]), IGNORE_INDEX)
         return _mirror_tensor(normalized_window(image, crop), key.flip), torch.from_numpy(_mirror(labels, key.flip)).long()
 

@@ -66,13 +66,11 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
             raise ValueError(f"the network's output grid {tuple(out.scores.shape[-2:])} for {geometry.crop_size}-pixel "
                              f"crops is not ceil(crop_size / output stride) = {grid}")
         probs = smoothed_softmax(out.scores)
-        # Padded pixels are no graph nodes: they would form a clique of identical features around every crop.
+        # Padded pixels are no graph nodes (their supervision is their cue: none) and count in no loss.
         pending = pool.submit(out.features.detach(), probs.detach(), crop_cues.numpy(),
                               [classes[i] for i in indices.tolist()], grid_images.numpy(), valid=valid.numpy())
         supervision, crf_probs = pending.result()
-        valid = valid.to(device)
-        # Padded pixels supervise nothing, whatever the cut made of them.
-        seeding = seeding_loss(probs, torch.from_numpy(supervision).to(device) * valid[:, None])
+        seeding = seeding_loss(probs, torch.from_numpy(supervision))
         constrain = constrain_loss(probs, torch.from_numpy(crf_probs), valid=valid)
         optimizer.zero_grad(set_to_none=True)
         (seeding + constrain).backward()
