@@ -12,6 +12,7 @@ import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -207,20 +208,39 @@ def _read_input_list(input_list_path: Path) -> list[tuple[str, int]]:
     return entries
 
 
+class _CuePickle(pickle.Unpickler):
+    """Unpickles only what the published cue format holds: builtin containers, numpy arrays, dtypes and scalars."""
+
+    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"),
+                # protocol 2 stores an array's bytes as _codecs.encode(str, "latin1") or bytes(...)
+                ("_codecs", "encode"), ("builtins", "bytes"), ("__builtin__", "bytes")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        module = module.replace("numpy.core.", "numpy._core.")  # Python 2 / numpy 1 pickles name numpy.core
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: only containers and numpy arrays")
+        return super().find_class(module, name)
+
+
 def import_published_cues(
     pickle_path: str | Path, input_list_path: str | Path, num_classes: int = 21, grid: int = 41
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Read the published DSRG/DGCN cue pickle into (names, cues (N, C, G, G) uint8, image_labels (N, C) uint8).
 
     The pickle maps '<idx>_labels' to the present foreground classes and '<idx>_cues' to (class, row, col) arrays;
-    `<idx>` comes from `input_list_path`. Overlapping cues stay multi-hot as published. Unpickling runs code from the
-    file: only import a pickle you trust.
+    `<idx>` comes from `input_list_path`. Overlapping cues stay multi-hot as published. The pickle is read by a
+    restricted unpickler that admits only containers and numpy arrays, so a crafted file cannot run code.
     """
     pickle_path, input_list_path = Path(pickle_path), Path(input_list_path)
     entries = _read_input_list(input_list_path)
     names = check_names([name for name, _ in entries], str(input_list_path))
     with pickle_path.open("rb") as file:
-        published = pickle.load(file, encoding="latin1")  # the published file was written by Python 2
+        try:  # the published file was written by Python 2
+            published = _CuePickle(file, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
+                ValueError) as error:
+            raise InputError(f"{pickle_path}: not a DSRG/DGCN cue pickle: {error}") from error
     if not isinstance(published, dict):
         raise InputError(f"{pickle_path}: expected a dict of '<idx>_labels' / '<idx>_cues', got {type(published)}")
     cues = np.zeros((len(names), num_classes, grid, grid), dtype=np.uint8)

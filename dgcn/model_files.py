@@ -30,8 +30,9 @@ def load_model(path: Path, kind: str) -> torch.nn.Module:
     if not path.is_file():
         raise FileNotFoundError(f"missing model file {path}; run the stage that trains it first (dvc repro)")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises several unrelated types for a damaged file
+        # weights_only: a model file may come from a shared DVC remote; unpickling anything else could run code
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several unrelated types for a damaged or crafted file
         raise ModelFileError(f"unreadable model file {path}: {error}") from error
     if not isinstance(saved, dict) or saved.get("kind") != kind:
         raise ModelFileError(f"{path} is not a saved {kind}")

@@ -65,7 +65,7 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     start = 0
     if checkpoint is not None and checkpoint.is_file():
         try:
-            state = torch.load(checkpoint, weights_only=False)
+            state = torch.load(checkpoint, weights_only=True)  # tensors and plain containers only: never run code
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
