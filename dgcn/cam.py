@@ -8,16 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dgcn.data.loading import normalize, resize_image
+from dgcn.data.loading import long_side_shape, normalize, resize_image
 from dgcn.progress import progress
-
-
-def long_side_size(height: int, width: int, long_side: int) -> tuple[int, int]:
-    """(height, width) scaled so that the longer side is `long_side` pixels, the aspect ratio kept (rounded, >= 1)."""
-    if height < 1 or width < 1 or long_side < 1:
-        raise ValueError(f"sizes must be positive, got {height}x{width} to long side {long_side}")
-    scale = long_side / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 @torch.no_grad()
@@ -63,7 +55,7 @@ def _batch_cams(model: torch.nn.Module, images: np.ndarray, input_size: int, gri
     height, width = images.shape[1:3]
     total = None
     for scale in scales:
-        size = long_side_size(height, width, round(input_size * scale))
+        size = long_side_shape((height, width), round(input_size * scale))
         # PIL's antialiased resize, as the classifier's training inputs were made
         scaled = images if size == (height, width) else np.stack([resize_image(image, size) for image in images])
         x = normalize(torch.from_numpy(scaled).to(device))

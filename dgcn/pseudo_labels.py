@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from dgcn.cues import CueStore
+from dgcn.data.augment import zoom_nearest
 from dgcn.data.loading import long_side_shape, normalize, resize_image
 from dgcn.evidence import evidence_labels
 from dgcn.inference import predict, restrict_to_classes
@@ -44,10 +45,7 @@ def network_grid(model: torch.nn.Module, input_size: int) -> tuple[int, int]:
 def cues_on_grid(cues: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """(C, G, G') cues over the whole image -> (C, h, w) on another grid of the same image, nearest neighbour with
     cell centres aligned (each target cell takes the source cell under its centre; identity when the grids agree)."""
-    cues = np.asarray(cues)
-    rows = ((np.arange(grid[0]) + 0.5) * cues.shape[1] / grid[0]).astype(np.int64)
-    cols = ((np.arange(grid[1]) + 0.5) * cues.shape[2] / grid[1]).astype(np.int64)
-    return cues[:, np.minimum(rows, cues.shape[1] - 1)][:, :, np.minimum(cols, cues.shape[2] - 1)]
+    return zoom_nearest(np.asarray(cues), grid)
 
 
 def iter_pseudo_labels(

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgcn.cam import cam_grid, compute_cams, long_side_size
-from dgcn.data.loading import normalize
+from dgcn.cam import cam_grid, compute_cams
+from dgcn.data.loading import long_side_shape, normalize
 from dgcn.models.registry import build_classifier
 
 
@@ -37,13 +37,13 @@ def _halves(height: int, width: int) -> np.ndarray:
     return image
 
 
-def test_long_side_size_keeps_the_aspect_ratio() -> None:
-    assert long_side_size(375, 500, 321) == (241, 321)
-    assert long_side_size(500, 375, 321) == (321, 241)
-    assert long_side_size(96, 96, 96) == (96, 96)
-    assert long_side_size(20, 10, 64) == (64, 32)  # small images are enlarged
+def test_long_side_shape_keeps_the_aspect_ratio() -> None:
+    assert long_side_shape((375, 500), 321) == (241, 321)
+    assert long_side_shape((500, 375), 321) == (321, 241)
+    assert long_side_shape((96, 96), 96) == (96, 96)
+    assert long_side_shape((20, 10), 64) == (64, 32)  # small images are enlarged
     with pytest.raises(ValueError, match="positive"):
-        long_side_size(0, 10, 64)
+        long_side_shape((0, 10), 64)
 
 
 def test_cams_see_the_image_at_its_own_aspect_ratio_then_cover_the_square_grid() -> None:

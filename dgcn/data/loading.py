@@ -31,7 +31,10 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def long_side_shape(size: tuple[int, int], long_side: int) -> tuple[int, int]:
-    """(height, width) of an image of `size` scaled so that its longer side is `long_side` pixels (aspect kept)."""
+    """(height, width) of an image of `size` scaled so that its longer side is `long_side` pixels (aspect kept,
+    rounded, >= 1)."""
+    if min(size) < 1 or long_side < 1:
+        raise ValueError(f"sizes must be positive, got {size[0]}x{size[1]} to long side {long_side}")
     scale = long_side / max(size)
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
@@ -43,12 +46,11 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(labels).resize((size[1], size[0]), Image.NEAREST))
 
 
-def load_stack(load: Callable[[str], np.ndarray], names: Sequence[str], size: int, *, labels: bool = False,
+def load_stack(load: Callable[[str], np.ndarray], names: Sequence[str], size: int, *,
                desc: str | None = "loading") -> np.ndarray:
-    """Load every named image (or label map) and resize it to size x size: (N, size, size[, 3]) uint8.
+    """Load every named RGB image and resize it to size x size: (N, size, size, 3) uint8.
 
     desc labels the progress report; None reports nothing (small per-batch loads would only clutter a log).
     """
-    resize = resize_labels if labels else resize_image
     named = names if desc is None else progress(names, desc)
-    return np.stack([resize(load(name), (size, size)) for name in named])
+    return np.stack([resize_image(load(name), (size, size)) for name in named])
