@@ -29,7 +29,7 @@ class ExportedImage(NamedTuple):
 
 # One group of a batch: the batch rows of its images, their restricted probabilities (b, C, h, w) float32, their
 # present classes (b, C) and the pending graph cut.
-_Group = tuple[list[int], torch.Tensor, torch.Tensor, ChunkedFuture[np.ndarray, np.ndarray]]
+_Group = tuple[list[int], torch.Tensor, torch.Tensor, ChunkedFuture[np.ndarray, np.ndarray] | None]
 
 
 @torch.no_grad()
@@ -54,7 +54,7 @@ def iter_pseudo_labels(
     names: Sequence[str],
     cues: Sequence[np.ndarray] | CueStore,
     image_labels: np.ndarray,
-    pool: SupervisionPool,
+    pool: SupervisionPool | None,
     *,
     input_size: int,
     scales: Sequence[float],
@@ -69,8 +69,9 @@ def iter_pseudo_labels(
     multi-scale over `scales` and mirrored with `flip`); images of a batch with the same resized shape go through the
     network together. On the network's grid: the probabilities restricted to the image's classes and stored as float16,
     the cues zoomed to the grid and grown by the pool's graph cut (its k, threshold and seed_capacity) on the scale-1
-    features. The label maps are evidence_labels of that evidence, so absent classes never appear. The cuts of one batch
-    run in the pool's workers while the next batch goes through the network; results do not depend on the worker count.
+    features (pool None: no cut, the grown masks are empty and the labels are the network's restricted argmax). The
+    label maps are evidence_labels of that evidence, so absent classes never appear. The cuts of one batch run in the
+    pool's workers while the next batch goes through the network; results do not depend on the worker count.
     """
     count = len(names)
     if len(cues) != count or len(image_labels) != count:
@@ -93,7 +94,8 @@ def iter_pseudo_labels(
             probs = restrict_to_classes(prediction.probs, present)
             batch_cues = np.stack([cues_on_grid(cues[indices[row]], grid) for row in rows])
             classes = [np.flatnonzero(row) for row in present.numpy()]
-            groups.append((rows, probs, present, pool.grow(prediction.features, probs, batch_cues, classes)))
+            grown = None if pool is None else pool.grow(prediction.features, probs, batch_cues, classes)
+            groups.append((rows, probs, present, grown))
         # The previous batch's cuts ran in the workers during this batch's forward passes; finish it now.
         if pending is not None:
             yield from _exported(*pending)
@@ -106,7 +108,7 @@ def _exported(indices: range, sizes: list[tuple[int, int]], groups: list[_Group]
     """The ExportedImage of each image of a batch, in batch order, once its group's cuts are done."""
     results: list[ExportedImage | None] = [None] * len(indices)
     for rows, probs, present, grown in groups:
-        supervision = grown.result()
+        supervision = np.zeros(probs.shape, np.uint8) if grown is None else grown.result()
         for position, row in enumerate(rows):
             evidence = Evidence(probs[position].numpy().astype(np.float16), supervision[position],
                                 present[position].numpy().astype(bool))

@@ -17,12 +17,13 @@ from dgcn.cues import (
     write_cue_store,
 )
 from dgcn.data.loading import load_stack, resize_labels
+from dgcn.data.palette import voc_palette
 from dgcn.errors import InputError
 from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import save_model
 from dgcn.models.registry import build_classifier
 from dgcn.progress import progress
-from dgcn.storage import staged_directory
+from dgcn.storage import LabelStoreWriter, staged_directory
 from dgcn.training.supervised import train_classifier
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
@@ -36,7 +37,9 @@ def main(
     config: Path = CONFIG,
     defaults: Path = DEFAULTS,
 ) -> None:
-    """Cues from image-level labels: classifier -> CAMs -> foreground/background seeds on the network grid."""
+    """Cues from image-level labels: classifier -> CAMs -> foreground/background seeds on the network grid.
+
+    Also the plain-CAM labels (cam_labels.zarr), the baseline that retrain_labels.source: cam trains on."""
     settings = load_params("cues", CuesParams, config=config, defaults=defaults)
     data = Manifest.load(manifest)
     set_threads()
@@ -72,10 +75,23 @@ def main(
         save_model(folder / "classifier.pt", model, kind="classifier", arch=settings.arch,
                    num_outputs=len(data.class_names) - 1, options=settings.arch_options)
         write_cue_store(folder / "cues.zarr", train.names, cues, cue_labels, list(data.class_names))
+        _write_cam_labels(folder / "cam_labels.zarr", data, cams, settings.cam_background)
         metrics = _score(data, cams, cues, settings.cam_background) | extra
         write_json(folder / "metrics.json", metrics)
         write_csv(folder / "train_log.csv", history.epochs)
     summary("cues", images=len(train.names), grid=f"{grid}x{grid}", **metrics)
+
+
+def _write_cam_labels(path: Path, data: Manifest, cams: np.ndarray, cam_background: float) -> None:
+    """The plain-CAM baseline's label map of every training image, at its size (what `retrain_labels.source: cam`
+    trains on)."""
+    train = data.train
+    with LabelStoreWriter(path, train.names, train.sizes, list(data.class_names),
+                          voc_palette()[:len(data.class_names)]) as writer:
+        for start in range(0, len(train.names), writer.shard_images):
+            rows = range(start, min(start + writer.shard_images, len(train.names)))
+            writer.write(start, [cam_label_map(cams[i], np.asarray(train.classes[i], dtype=np.int64), cam_background,
+                                               train.sizes[i]) for i in rows])
 
 
 def _saliency_folder(settings: CuesParams, root: Path) -> Path | None:

@@ -3,6 +3,7 @@ the evidence the crf stage refines into a second."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -31,6 +32,8 @@ def main(
 ) -> None:
     """Pseudo-labels at each image's aspect ratio (multi-scale, mirrored), cues grown by graph cut; the CRF's evidence.
 
+    export.threshold null: no cut, the labels are the network's argmax over the image's classes.
+
     The DGCN probabilities restricted to the image's classes and the grown cues, on the network's grid, go to
     evidence.zarr; their upsampled argmax to pseudo_labels.zarr."""
     settings = load_params("export", ExportParams, config=config, defaults=defaults)
@@ -46,8 +49,10 @@ def main(
     pseudo_scores, network_scores = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
     palette = voc_palette()[:num_classes].tolist()
     grid = network_grid(network, settings.input_size)
-    with (SupervisionPool(workers=settings.workers, k=cut.knn_k, threshold=cut.threshold,
-                          seed_capacity=cut.seed_capacity) as pool,
+    # export.threshold null: no cut, no pool (iter_pseudo_labels takes None).
+    cutter = nullcontext() if settings.threshold is None else SupervisionPool(
+        workers=settings.workers, k=cut.knn_k, threshold=settings.threshold, seed_capacity=cut.seed_capacity)
+    with (cutter as pool,
           staged_directory(out) as folder,
           LabelStoreWriter(folder / "pseudo_labels.zarr", train.names, train.sizes, list(data.class_names),
                            palette, shard_images=settings.shard_images) as writer,

@@ -72,7 +72,16 @@ class SynthesizeParams(Section):
     num_train: int = Field(ge=1)
     num_val: int = Field(ge=1)
     image_size: int = Field(ge=64, le=512)
+    object_area: Annotated[list[Annotated[float, Field(gt=0, le=0.5)]], Field(min_length=2, max_length=2)] = Field(
+        description="[low, high] fraction of the image one object covers before occlusion (difficulty)")
+    clutter: Annotated[list[Annotated[int, Field(ge=0, le=50)]], Field(min_length=2, max_length=2)] = Field(
+        description="[low, high] number of clutter items per image (difficulty)")
     seed: Seed
+
+    @field_validator("object_area", "clutter")
+    @classmethod
+    def _ordered_bounds(cls, values: list[float], info: ValidationInfo) -> list[float]:
+        return _check_range(values, info.field_name)
 
 
 class PrepareParams(Section):
@@ -264,6 +273,8 @@ class TrainDGCNParams(CropTrainingParams):
     decay_every_epochs: int = Field(ge=1)
     decay_gamma: float = Field(gt=0, le=1)
     crf_scale: float = Field(gt=0, le=1, description="training-time CRF on the feature grid: dense_crf sxy x this")
+    constrain_weight: float = Field(ge=0, le=100, description="weight of the constrain (CRF) loss beside the seeding "
+                                                              "loss; 0 = seeding loss alone")
     workers: Workers
     seed: Seed
 
@@ -291,6 +302,9 @@ class ExportParams(Section):
     scales: Scales
     flip: bool
     batch_size: BatchSize
+    threshold: Probability | None = Field(
+        description="graph cut at export: the grown mask claims a pixel where P_c > threshold and the cue elsewhere "
+                    "(0 = every grown pixel, 1 = the cues alone); null = no cut, the network's argmax (published)")
     workers: Workers
     shard_images: int = Field(ge=1, description="images per Zarr shard file")
 
@@ -320,6 +334,15 @@ class RetrainParams(CropTrainingParams):
         return _check_range(values, "scale_range")
 
 
+class RetrainLabelsParams(Section):
+    """Which pseudo-labels the retrain stage trains on (its own section, so that the upper bound does not depend on
+    it)."""
+
+    source: Literal["crf", "export", "cam"] = Field(
+        description="the crf stage's labels (published), the export's (no CRF stage), or the cues stage's plain-CAM "
+                    "labels (the CAM baseline)")
+
+
 class EvaluateParams(Section):
     """Validation mIoU and the prediction galleries."""
 
@@ -341,6 +364,7 @@ SECTIONS: dict[str, type[Section]] = {
     "export": ExportParams,
     "crf": CRFStageParams,
     "retrain": RetrainParams,
+    "retrain_labels": RetrainLabelsParams,
     "evaluate": EvaluateParams,
 }
 

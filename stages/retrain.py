@@ -15,30 +15,38 @@ from dgcn.storage import LabelStore, staged_directory
 from dgcn.training.retrain import train_segmenter
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
-from stages.params import RetrainParams, load_params
+from stages.params import RetrainLabelsParams, RetrainParams, load_params
 from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
 
 
 def main(
     out: Path = typer.Option(..., help="folder for model.pt, metrics.json, train_log.csv"),
-    labels: Path = typer.Option(None, help="a label store to train on (the crf stage's crf_labels.zarr)"),
-    ground_truth: bool = typer.Option(False, "--ground-truth", help="train on the ground-truth masks instead: the "
-                                                                    "fully-supervised upper bound"),
+    crf_labels: Path = typer.Option(None, help="the crf stage's crf_labels.zarr (retrain_labels.source: crf)"),
+    export_labels: Path = typer.Option(None, help="the export stage's pseudo_labels.zarr (retrain_labels.source: "
+                                                  "export)"),
+    cam_labels: Path = typer.Option(None, help="the cues stage's cam_labels.zarr (retrain_labels.source: cam)"),
+    ground_truth: bool = typer.Option(False, "--ground-truth", help="train on the ground-truth masks instead of "
+                                                                    "retrain_labels: the fully-supervised upper bound"),
     manifest: Path = MANIFEST,
     config: Path = CONFIG,
     defaults: Path = DEFAULTS,
 ) -> None:
-    """Retrain DeepLab (by name in params) with cross-entropy on dense labels, 255 ignored."""
-    if (labels is None) != ground_truth:
-        raise InputError("retrain: give exactly one of --labels <store> and --ground-truth")
+    """Retrain DeepLab (by name in params) with cross-entropy on dense labels, 255 ignored.
+
+    The labels: the pseudo-labels that retrain_labels.source names, or with --ground-truth the masks."""
     settings = load_params("retrain", RetrainParams, config=config, defaults=defaults)
+    source = load_params("retrain_labels", RetrainLabelsParams, config=config, defaults=defaults).source
+    labels = None if ground_truth else {"crf": crf_labels, "export": export_labels, "cam": cam_labels}[source]
+    if not ground_truth and labels is None:
+        raise InputError(f"retrain: retrain_labels.source is {source}: give --{source}-labels <store> (or "
+                         "--ground-truth)")
     data = Manifest.load(manifest)
     train = data.train
     set_threads()
     seed_everything(settings.seed)
     if labels is not None:
         store = LabelStore(labels)
-        train.check_store(store.names, labels, "crf")
+        train.check_store(store.names, labels, {"crf": "crf", "export": "export", "cam": "cues"}[source])
         targets, every_map, inputs = LazyStore(LabelStore, labels), store, [labels]
     else:
         targets = every_map = NamedFiles(train.dataset.mask, train.names)

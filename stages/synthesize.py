@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from dgcn.data.synthetic import generate
+from dgcn.data.synthetic import Difficulty, generate
 from dgcn.storage import atomic_output
 from stages.options import CONFIG, DEFAULTS
 from stages.params import SynthesizeParams, load_params
@@ -24,7 +24,7 @@ def main(
     with atomic_output(out) as tmp:  # generated beside the root, then swapped in whole
         tmp.mkdir(parents=True)
         generate(tmp, num_train=settings.num_train, num_val=settings.num_val, image_size=settings.image_size,
-                 seed=settings.seed)
+                 seed=settings.seed, difficulty=Difficulty(tuple(settings.object_area), tuple(settings.clutter)))
         if out.exists():
             shutil.rmtree(out)
     summary("synthesize", root=out, train=settings.num_train, val=settings.num_val)

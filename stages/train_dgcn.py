@@ -56,7 +56,8 @@ def main(
         history = train_dgcn(model, NamedFiles(train.dataset.image, train.names), LazyStore(CueStore, cues),
                              cue_store.image_labels, pool, schedule, geometry=geometry, epochs=settings.epochs,
                              batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
-                             batchnorm=settings.batchnorm, checkpoint=checkpoint)
+                             batchnorm=settings.batchnorm, constrain_weight=settings.constrain_weight,
+                             checkpoint=checkpoint)
     with staged_directory(out) as folder:
         save_model(folder / "model.pt", model, kind="segmenter", arch=settings.arch,
                    num_outputs=len(data.class_names), options=settings.arch_options)

@@ -204,14 +204,19 @@ def _nested(path: tuple[str, ...], value: Any) -> dict:
     return value if not path else {path[0]: _nested(path[1:], value)}
 
 
+def _is_float(annotation: Any) -> bool:
+    """float, float | None, or an Annotated float."""
+    return annotation is float or float in get_args(annotation)
+
+
 def _floats_and_lists() -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
-    """(section, *key) of every float param and of every list param."""
+    """(section, *key) of every float param and of every list-of-floats param."""
     floats, lists = [], []
     for section, schema in SECTIONS.items():
         for path, annotation in _leaf_keys(schema):
-            if annotation is float or float in get_args(annotation):  # float, or float | None
+            if _is_float(annotation):
                 floats.append((section, *path))
-            elif get_origin(annotation) is list:
+            elif get_origin(annotation) is list and _is_float(get_args(annotation)[0]):
                 lists.append((section, *path))
     return floats, lists
 
@@ -242,7 +247,8 @@ def test_the_walk_finds_the_floats_and_lists() -> None:
     # the two tests above are only as good as this walk: it must reach into nested groups and float-valued lists
     assert ("train_dgcn", "optimizer", "lr") in FLOATS and ("dense_crf", "bilateral_srgb") in FLOATS
     assert len(FLOATS) >= 25
-    assert set(LISTS) == {("cues", "scales"), ("export", "scales"), ("evaluate", "scales"), ("retrain", "scale_range")}
+    assert set(LISTS) == {("synthesize", "object_area"), ("cues", "scales"), ("export", "scales"),
+                          ("evaluate", "scales"), ("retrain", "scale_range")}
 
 
 def test_arch_options_are_the_builders_keyword_arguments() -> None:

@@ -30,7 +30,7 @@ INPUTS = {
     "train-dgcn": ["--cues", "a/cues/cues.zarr", "--classifier", "a/cues/classifier.pt"],
     "export": ["--cues", "a/cues/cues.zarr", "--model", "a/train_dgcn/model.pt"],
     "crf": ["--evidence", "a/export/evidence.zarr"],
-    "retrain": ["--labels", "a/crf/crf_labels.zarr"],
+    "retrain": ["--crf-labels", "a/crf/crf_labels.zarr"],
     "evaluate": ["--metrics", "a/cues/metrics.json", "--cues", "a/cues/cues.zarr", "--pseudo-labels",
                  "a/export/pseudo_labels.zarr", "--crf-labels", "a/crf/crf_labels.zarr", "--dgcn-model",
                  "a/train_dgcn/model.pt", "--model",
@@ -79,9 +79,11 @@ def test_out_of_range_param_is_named_with_its_file(workdir: Path) -> None:
     assert code == 1 and "voc.yaml: crf.grown_confidence:" in output and "1.5" in output
 
 
-def test_retrain_needs_exactly_one_label_source(workdir: Path) -> None:
-    code, output = invoke("retrain", "--manifest", "m.json", "--out", "a/retrain")
-    assert code == 1 and "exactly one of --labels <store> and --ground-truth" in output
+def test_retrain_needs_the_store_its_label_source_names(workdir: Path) -> None:
+    set_param(workdir / "voc.yaml", "retrain_labels", source="cam")
+    code, output = invoke("retrain", "--manifest", "m.json", "--crf-labels", "a/crf/crf_labels.zarr", "--out",
+                          "a/retrain")
+    assert code == 1 and "retrain_labels.source is cam: give --cam-labels <store>" in output
 
 
 def test_bad_dataset_root_is_named_and_writes_nothing(workdir: Path) -> None:

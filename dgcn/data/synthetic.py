@@ -40,13 +40,27 @@ SPLITS: tuple[tuple[str, str], ...] = (("train_aug", "train"), ("val", "val"))  
 
 # Sizes are given for a 96-pixel image and scale with the image side.
 REFERENCE_SIZE = 96
-OBJECT_AREA = (0.08, 0.20)  # fraction of the image per object, before occlusion
 MIN_VISIBLE = 0.5  # an occluded object keeps at least this fraction of its own area
 PLACEMENT_TRIES = 12
 TEXTURE_PERIOD = (6.0, 9.0)  # pixels per texture repeat
 MIN_CONTRAST = 100.0  # RGB distance between an object's two colours, so its texture stays visible
-CLUTTER_COUNT = (2, 4)
 PIXEL_NOISE = 3.0  # std of the per-pixel sensor noise, in 0..255 units
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """How hard the scenes are: object_area, the (low, high) fraction of the image one object covers before occlusion;
+    clutter, the (low, high) number of clutter items (both drawn uniformly, bounds included for clutter)."""
+
+    object_area: tuple[float, float] = (0.08, 0.20)
+    clutter: tuple[int, int] = (2, 4)
+
+    def __post_init__(self) -> None:
+        low, high = self.object_area
+        if not 0 < low <= high <= 0.5:
+            raise ValueError(f"object_area must satisfy 0 < low <= high <= 0.5, got {self.object_area}")
+        if not 0 <= self.clutter[0] <= self.clutter[1]:
+            raise ValueError(f"clutter must satisfy 0 <= low <= high, got {self.clutter}")
 
 
 @dataclass(frozen=True)
@@ -104,14 +118,15 @@ def _clutter_mask(rng: np.random.Generator, rows: np.ndarray, cols: np.ndarray) 
 
 
 def _place_object(
-    rng: np.random.Generator, rows: np.ndarray, cols: np.ndarray, shape: str, labels: np.ndarray, areas: dict[int, int]
+    rng: np.random.Generator, rows: np.ndarray, cols: np.ndarray, shape: str, labels: np.ndarray, areas: dict[int, int],
+    object_area: tuple[float, float],
 ) -> np.ndarray | None:
     """Mask of one object of `shape` that leaves every earlier object (class -> full area) MIN_VISIBLE visible.
 
     Returns None when PLACEMENT_TRIES random placements all hide too much of an earlier object.
     """
     size = rows.shape[0]
-    radius = math.sqrt(rng.uniform(*OBJECT_AREA) * size * size / AREA_FACTOR[shape])
+    radius = math.sqrt(rng.uniform(*object_area) * size * size / AREA_FACTOR[shape])
     margin = min(REACH_FACTOR[shape] * radius, size / 2)
     angle = rng.uniform(0.0, 2 * math.pi)
     for _ in range(PLACEMENT_TRIES):
@@ -123,7 +138,8 @@ def _place_object(
     return None
 
 
-def render_scene(rng: np.random.Generator, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+def render_scene(rng: np.random.Generator, image_size: int, difficulty: Difficulty = Difficulty()
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic scene: (S, S, 3) uint8 RGB image and (S, S) uint8 label map (0 background, 1..5 objects).
 
     1 to 3 objects of distinct classes, drawn over clutter and over each other (later ones occlude earlier ones).
@@ -131,14 +147,14 @@ def render_scene(rng: np.random.Generator, image_size: int) -> tuple[np.ndarray,
     rows, cols = pixel_grid(image_size)
     scale = image_size / REFERENCE_SIZE
     image = _background(rng, rows, cols)
-    for _ in range(int(rng.integers(CLUTTER_COUNT[0], CLUTTER_COUNT[1] + 1))):
+    for _ in range(int(rng.integers(difficulty.clutter[0], difficulty.clutter[1] + 1))):
         image[_clutter_mask(rng, rows, cols)] = _random_colour(rng)
     labels = np.zeros((image_size, image_size), dtype=np.uint8)
     areas: dict[int, int] = {}
     num_objects = int(rng.integers(1, 4))
     for cls in rng.choice(np.arange(1, len(SYNTHETIC_CLASSES)), size=num_objects, replace=False):
         shape, texture = CLASS_LOOKS[cls - 1]
-        mask = _place_object(rng, rows, cols, shape, labels, areas)
+        mask = _place_object(rng, rows, cols, shape, labels, areas, difficulty.object_area)
         if mask is None:
             continue
         first, second = _contrasting_pair(rng)
@@ -166,7 +182,8 @@ def _check_positive_int(name: str, value: int) -> None:
 
 
 def generate(
-    root: Path, *, num_train: int = 480, num_val: int = 120, image_size: int = 96, seed: int = 0
+    root: Path, *, num_train: int = 480, num_val: int = 120, image_size: int = 96, seed: int = 0,
+    difficulty: Difficulty = Difficulty(),
 ) -> dict[str, SplitSummary]:
     """Write the synthetic set under `root` in the VOC layout and return a summary per list file.
 
@@ -193,7 +210,8 @@ def generate(
         pixels = np.zeros(num_classes, dtype=np.int64)
         object_fractions: list[float] = []
         for index, image_id in enumerate(ids):
-            image, labels = render_scene(np.random.default_rng([seed, split_index, index]), image_size)
+            image, labels = render_scene(np.random.default_rng([seed, split_index, index]), image_size,
+                                         difficulty)
             _save_scene(root, image_id, image, labels)
             per_class = np.bincount(labels.ravel(), minlength=num_classes)
             presence += per_class > 0

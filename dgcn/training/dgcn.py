@@ -36,8 +36,8 @@ class SGDSchedule:
 
 def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_labels: np.ndarray,
                pool: SupervisionPool, schedule: SGDSchedule, *, geometry: CropGeometry, epochs: int, batch_size: int,
-               seed: int, data_workers: int = 0, batchnorm: str = "train", checkpoint: Path | None = None
-               ) -> TrainingLog:
+               seed: int, data_workers: int = 0, batchnorm: str = "train", constrain_weight: float = 1.0,
+               checkpoint: Path | None = None) -> TrainingLog:
     """Train the segmentation network from cues on random crops of the native images (spec 2.6).
 
     images: (H_i, W_i, 3) uint8 per sample, native size; cues: (C, G, G) uint8 per sample over the whole image;
@@ -46,6 +46,7 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
     class, a graph on the detached features, and fits the network to the grown supervision. Runs on the model's
     device; the cuts and CRFs run on the CPU workers of `pool`, the reading on `data_workers` DataLoader processes
     (results do not depend on either count). batchnorm: "train" or "frozen" (dgcn.training.batchnorm).
+    Loss: seeding + constrain_weight x constrain (0: the seeding loss alone).
     """
     apply_batchnorm_policy(model, batchnorm)
     device = next(model.parameters()).device
@@ -72,10 +73,11 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
         supervision, crf_probs = pending.result()
         seeding = seeding_loss(probs, torch.from_numpy(supervision))
         constrain = constrain_loss(probs, torch.from_numpy(crf_probs), valid=valid)
+        loss = seeding + constrain_weight * constrain
         optimizer.zero_grad(set_to_none=True)
-        (seeding + constrain).backward()
+        loss.backward()
         optimizer.step()
-        return {"loss": seeding.item() + constrain.item(), "seeding": seeding.item(), "constrain": constrain.item()}
+        return {"loss": loss.item(), "seeding": seeding.item(), "constrain": constrain.item()}
 
     return fit(model=model, optimizer=optimizer, scheduler=scheduler, step=step, batches=loader, epochs=epochs,
                checkpoint=checkpoint, desc="dgcn")
