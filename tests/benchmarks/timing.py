@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from typing import TypeVar
+
+_Name = TypeVar("_Name", bound=Hashable)
 
 
-def median_times(runs: Mapping[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
+def median_times(runs: Mapping[_Name, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[_Name, float]:
     """Median wall seconds per call of each of `runs`: `warmup` untimed calls of each, then `repeats` timed calls of
     each, taking turns (a, b, a, b, ...) so that a change of load on the machine hits every side alike."""
     if repeats < 1 or warmup < 0:
@@ -15,7 +18,7 @@ def median_times(runs: Mapping[str, Callable[[], object]], repeats: int = 5, war
     for run in runs.values():
         for _ in range(warmup):
             run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    times: dict[_Name, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
             start = time.perf_counter()
