@@ -1,22 +1,23 @@
 """Dense CRF refinement at full resolution: dense_crf_many with 2 worker processes vs 1.
 
-The voc-mini photos resized to 500x375, with noisy 21-class probabilities around their ground-truth masks.
+The voc-mini photos resized to 500x375, with noisy 21-class probabilities around their ground-truth masks. Both
+timed alike: one warm-up call each (process start), then medians of 3 calls taking turns.
 Run: python tests/benchmarks/bench_crf.py
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from timing import verdict
+from timing import median_times, verdict
 
 from dgcn.crf import dense_crf_many
 
-VOC = Path(__file__).resolve().parents[3] / "shared" / "voc-mini"  # shared/ lies beside the checkout
+VOC = Path(__file__).resolve().parents[1] / "data" / "voc-mini"
 CLASSES, SIZE = 21, (500, 375)
+REPEATS, WARMUP = 3, 1
 
 
 def noisy_probs(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -35,13 +36,11 @@ def main() -> None:
     probs = [noisy_probs(mask, rng) for mask in masks]
     print(f"{len(images)} photos at {SIZE[0]}x{SIZE[1]}, {CLASSES} classes, 10 mean-field iterations")
 
-    times, results = {}, {}
-    for workers in (1, 2):
-        dense_crf_many(images[:workers], probs[:workers], workers=workers)  # warm-up: process start
-        start = time.perf_counter()
-        results[workers] = dense_crf_many(iter(images), iter(probs), workers=workers)
-        times[workers] = time.perf_counter() - start
-        print(f"workers={workers}: {times[workers]:.2f} s ({times[workers] / len(images):.3f} s per image)")
+    times = median_times({workers: lambda w=workers: dense_crf_many(iter(images), iter(probs), workers=w)
+                          for workers in (1, 2)}, REPEATS, WARMUP)
+    results = {workers: dense_crf_many(iter(images), iter(probs), workers=workers) for workers in (1, 2)}
+    for workers, seconds in times.items():
+        print(f"workers={workers}: median {seconds:.2f} s ({seconds / len(images):.3f} s per image)")
     assert all(np.array_equal(a, b) for a, b in zip(results[1], results[2], strict=True)), "results differ"
     gain = np.mean([(r.argmax(0) == m).mean() for r, m in zip(results[2], masks, strict=True)]) - np.mean(
         [(p.argmax(0) == m).mean() for p, m in zip(probs, masks, strict=True)]

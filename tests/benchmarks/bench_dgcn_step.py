@@ -3,7 +3,8 @@
 The DGCN step adds the kNN graph, the per-class graph cuts and the training-time dense CRF (in worker processes) and
 the seeding + constrain losses. Target: <= 1.3x the plain step. Two configurations: the embedded default (small net,
 96x96, batch 16) and the published network (DeepLab-v2 ResNet-101, 321x321, 21 classes; batch 4 to keep it short on a
-CPU). Run: python tests/benchmarks/bench_dgcn_step.py
+CPU). Both steps timed alike: one warm-up step each, then medians of repetitions taking turns.
+Run: python tests/benchmarks/bench_dgcn_step.py
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
-from timing import best_time, verdict
+from timing import median_times, verdict
 
 from dgcn.data.loading import normalize, resize_image, resize_labels
 from dgcn.data.synthetic import render_scene
@@ -41,20 +42,20 @@ def batch_inputs(rng: np.random.Generator, batch: int, size: int, grid: int, num
 
 def supervision_work(model: torch.nn.Module, x: torch.Tensor, cues: np.ndarray, classes: list, small: np.ndarray,
                      repeats: int) -> dict[str, float]:
-    """Wall seconds of each part of one batch's supervision run in this process (kNN graphs on the torch threads, cuts
-    and CRFs on one core): together a lower bound on the core-seconds the supervision needs."""
+    """Median wall seconds of each part of one batch's supervision run in this process (kNN graphs on the torch
+    threads, cuts and CRFs on one core): together a lower bound on the core-seconds the supervision needs."""
     with torch.no_grad():
         out = model(x)
     probs = smoothed_softmax(out.scores).numpy()
     edges = knn_edges_batch(out.features, 10)
-    return {
-        "knn": best_time(lambda: knn_edges_batch(out.features, 10), repeats),
-        "cuts": best_time(lambda: grow_images(cues, probs, classes, edges, 0.7, 10.0), repeats),
-        "crf": best_time(lambda: crf_images(small, probs, CRF), repeats),
-    }
+    return median_times({
+        "knn": lambda: knn_edges_batch(out.features, 10),
+        "cuts": lambda: grow_images(cues, probs, classes, edges, 0.7, 10.0),
+        "crf": lambda: crf_images(small, probs, CRF),
+    }, repeats)
 
 
-def measure(arch: str, num_classes: int, batch: int, size: int, steps: int, repeats: int) -> bool:
+def measure(arch: str, num_classes: int, batch: int, size: int, repeats: int) -> bool:
     """Time both steps on the same model, batch and input; print the figures and the verdict."""
     torch.manual_seed(0)
     model = build_segmenter(arch, num_classes)
@@ -80,16 +81,14 @@ def measure(arch: str, num_classes: int, batch: int, size: int, steps: int, repe
             loss.backward()
             optimizer.step()
 
-        dgcn_step()  # the workers' first task imports their libraries
-        # Alternate the two, so that a change of load on the machine hits both alike; keep each one's best.
-        plain = dgcn = float("inf")
-        for _ in range(repeats):
-            plain = min(plain, best_time(lambda: [plain_step() for _ in range(steps)], 1) / steps)
-            dgcn = min(dgcn, best_time(lambda: [dgcn_step() for _ in range(steps)], 1) / steps)
+        # The warm-up step also makes the workers import their libraries.
+        times = median_times({"plain": plain_step, "dgcn": dgcn_step}, repeats)
+        plain, dgcn = times["plain"], times["dgcn"]
     work = supervision_work(model, x, cues, classes, small, repeats)
     cores = len(os.sched_getaffinity(0))
     print(f"{arch}: batch {batch}, {size}x{size} input, {grid}x{grid} grid, {num_classes} classes, "
           f"torch threads {torch.get_num_threads()}, {cores} cores")
+    print(f"  medians of {repeats} steps each after one warm-up step, taking turns")
     print(f"  plain cross-entropy step: {1000 * plain:.1f} ms; DGCN step (kNN + graph cuts + CRF + losses): "
           f"{1000 * dgcn:.1f} ms")
     total = sum(work.values())
@@ -100,8 +99,8 @@ def measure(arch: str, num_classes: int, batch: int, size: int, steps: int, repe
 
 
 def main() -> None:
-    measure("small", 6, batch=16, size=96, steps=5, repeats=5)
-    measure("deeplab_v2", 21, batch=4, size=321, steps=1, repeats=3)
+    measure("small", 6, batch=16, size=96, repeats=15)
+    measure("deeplab_v2", 21, batch=4, size=321, repeats=3)
 
 
 if __name__ == "__main__":
