@@ -101,8 +101,8 @@ def test_wrong_zarr_layout_is_named_and_leaves_no_output(workdir: Path, voc_mini
     assert not (workdir / "a/crf").exists()
 
 
-def test_stage_failing_part_way_publishes_nothing(workdir: Path, voc_mini: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def background_evidence(workdir: Path, voc_mini: Path) -> None:
+    """Prepare voc-mini and write an export's evidence that says background everywhere; the crf stage runs serially."""
     set_param(workdir / "voc.yaml", "crf", workers=0)
     train = prepare_voc_mini(voc_mini)["splits"]["train"]
     manifest = json.loads(Path("a/prepare/manifest.json").read_text())
@@ -113,6 +113,10 @@ def test_stage_failing_part_way_publishes_nothing(workdir: Path, voc_mini: Path,
                              (3, 4)) as writer:
         writer.write(0, [evidence] * len(train["names"]))
 
+
+def test_stage_failing_part_way_publishes_nothing(workdir: Path, voc_mini: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    background_evidence(workdir, voc_mini)
     write_text = Path.write_text
 
     def full_disk(path: Path, text: str, *args: object, **kwargs: object) -> int:
@@ -127,6 +131,32 @@ def test_stage_failing_part_way_publishes_nothing(workdir: Path, voc_mini: Path,
     # named as the output the user knows, not as the staging file it was written to
     assert code == 1 and output.splitlines()[-1] == "error: a/crf/metrics.json: No space left on device"
     assert sorted(p.name for p in (workdir / "a").iterdir()) == ["export", "prepare"]
+
+
+def test_unreplaceable_output_publishes_nothing_and_keeps_the_old(workdir: Path, voc_mini: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new metrics.json cannot be put in place (by itself or in its folder; as for a metrics.json nobody may
+    replace): the crf stage fails, and the old outputs stay as they were, none of the new beside them."""
+    background_evidence(workdir, voc_mini)
+    out = workdir / "a/crf"
+    (out / "crf_labels.zarr").mkdir(parents=True)
+    (out / "crf_labels.zarr" / "zarr.json").write_text("old")
+    (out / "metrics.json").write_text("old")
+    replace = os.replace
+
+    def refuse(source: str | Path, destination: str | Path) -> None:
+        moved = {out / "metrics.json": Path(source), out: Path(source) / "metrics.json"}.get(Path(destination).absolute())
+        if moved is not None and moved.is_file() and moved.read_text() != "old":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(destination))
+        replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    monkeypatch.setattr(os, "rename", refuse)
+    code, output = invoke("crf", *INPUTS["crf"], "--manifest", "a/prepare/manifest.json", "--out", "a/crf")
+    assert code == 1 and output.splitlines()[-1].endswith(": Permission denied"), output
+    assert {str(p.relative_to(out)): p.read_text() for p in out.rglob("*") if p.is_file()} == {
+        "crf_labels.zarr/zarr.json": "old", "metrics.json": "old"}
+    assert sorted(p.name for p in (workdir / "a").iterdir()) == ["crf", "export", "prepare"]
 
 
 def test_missing_cuda_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 from pathlib import Path
 
@@ -79,18 +81,18 @@ def test_staged_directory_publishes_every_entry_and_keeps_others(tmp_path: Path)
     target = tmp_path / "artifacts" / "stage"
     target.mkdir(parents=True)
     (target / "metrics.json").write_text("old")
-    (target / "store.zarr").mkdir()
-    (target / "store.zarr" / "old").write_text("old")
+    (target / "labels.zarr").mkdir()
+    (target / "labels.zarr" / "old").write_text("old")
     (target / "notes.txt").write_text("kept")
     (tmp_path / "artifacts" / ".stage.staging").mkdir()  # left behind by a killed run
     with staged_directory(target) as staging:
         assert staging.parent == target.parent and list(staging.iterdir()) == []
         (staging / "metrics.json").write_text("new")
-        (staging / "store.zarr").mkdir()
-        (staging / "store.zarr" / "new").write_text("new")
+        (staging / "labels.zarr").mkdir()
+        (staging / "labels.zarr" / "new").write_text("new")
         assert (target / "metrics.json").read_text() == "old"  # nothing published before the block ends
     assert (target / "metrics.json").read_text() == "new"
-    assert sorted(p.name for p in (target / "store.zarr").iterdir()) == ["new"]
+    assert sorted(p.name for p in (target / "labels.zarr").iterdir()) == ["new"]
     assert (target / "notes.txt").read_text() == "kept"
     assert sorted(p.name for p in target.parent.iterdir()) == ["stage"]
 
@@ -101,6 +103,46 @@ def test_staged_directory_failure_publishes_nothing(tmp_path: Path) -> None:
         (staging / "model.pt").write_text("whole file")
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_staged_directory_keeps_others_as_links_and_their_kinds(tmp_path: Path) -> None:
+    target = tmp_path / "stage"
+    (target / "kept.d" / "sub").mkdir(parents=True)
+    (target / "kept.d" / "sub" / "deep.txt").write_text("deep")
+    (target / ".gitignore").write_text("/model.pt\n")
+    (target / "link").symlink_to("kept.d")
+    with staged_directory(target) as staging:
+        (staging / "model.pt").write_text("new")
+    assert (target / "kept.d" / "sub" / "deep.txt").read_text() == "deep"
+    assert (target / ".gitignore").stat().st_nlink == 1  # the old folder's link is gone with it
+    assert (target / "link").is_symlink() and os.readlink(target / "link") == "kept.d"
+    assert _siblings(target) == ["stage"]
+
+
+def test_staged_directory_publishes_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Putting the new metrics.json in place fails (as for a metrics.json nobody may replace), by itself or in its
+    folder: none of the new outputs appears, the old ones stay, no temporary folder is left."""
+    target = tmp_path / "stage"
+    (target / "labels.zarr").mkdir(parents=True)
+    (target / "labels.zarr" / "old").write_text("old")
+    (target / "metrics.json").write_text("old")
+    before = _files(target)
+    staging = target.with_name(".stage.staging")
+    replace = os.replace
+
+    def refuse(source: str | Path, destination: str | Path) -> None:
+        if Path(source).is_relative_to(staging) and Path(destination) in (target, target / "metrics.json"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(destination))
+        replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    monkeypatch.setattr(os, "rename", refuse)
+    with pytest.raises(PermissionError), staged_directory(target) as folder:
+        (folder / "labels.zarr").mkdir()
+        (folder / "labels.zarr" / "new").write_text("new")
+        (folder / "metrics.json").write_text("new")
+    assert _files(target) == before
+    assert _siblings(target) == ["stage"]
 
 
 # label store: content
