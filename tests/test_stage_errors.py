@@ -138,14 +138,15 @@ def test_unreplaceable_output_publishes_nothing_and_keeps_the_old(workdir: Path,
     """The new metrics.json cannot be put in place (by itself or in its folder; as for a metrics.json nobody may
     replace): the crf stage fails, and the old outputs stay as they were, none of the new beside them."""
     background_evidence(workdir, voc_mini)
-    out = workdir / "a/crf"
+    out = (workdir / "a/crf").resolve()
     (out / "crf_labels.zarr").mkdir(parents=True)
     (out / "crf_labels.zarr" / "zarr.json").write_text("old")
     (out / "metrics.json").write_text("old")
     replace = os.replace
 
     def refuse(source: str | Path, destination: str | Path) -> None:
-        moved = {out / "metrics.json": Path(source), out: Path(source) / "metrics.json"}.get(Path(destination).absolute())
+        places = {out / "metrics.json": Path(source), out: Path(source) / "metrics.json"}
+        moved = places.get(Path(destination).resolve())
         if moved is not None and moved.is_file() and moved.read_text() != "old":
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(destination))
         replace(source, destination)
