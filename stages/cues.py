@@ -27,7 +27,15 @@ from dgcn.training.supervised import train_classifier
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import CuesParams, load_params
-from stages.runtime import resolve_device, seed_everything, set_threads, summary, write_csv, write_json
+from stages.runtime import (
+    provenance,
+    resolve_device,
+    seed_everything,
+    set_threads,
+    summary,
+    write_csv,
+    write_json,
+)
 
 
 def main(
@@ -71,7 +79,8 @@ def main(
     with staged_directory(out) as folder:
         save_model(folder / "classifier.pt", model, kind="classifier", arch=settings.arch,
                    num_outputs=len(data.class_names) - 1, options=settings.arch_options)
-        write_cue_store(folder / "cues.zarr", train.names, cues, cue_labels, list(data.class_names))
+        origin = provenance("cues", [settings], [manifest, *_sources(settings, data.root, saliency)])
+        write_cue_store(folder / "cues.zarr", train.names, cues, cue_labels, list(data.class_names), provenance=origin)
         metrics = _score(data, cams, cues, settings.cam_background) | extra
         write_json(folder / "metrics.json", metrics)
         write_csv(folder / "train_log.csv", history.epochs)
@@ -88,6 +97,13 @@ def _saliency_folder(settings: CuesParams, root: Path) -> Path | None:
         raise FileNotFoundError(f"saliency folder not found: {folder} (cues.saliency_dir, relative to the data root; "
                                 "null gives a CAM-only background)")
     return folder
+
+
+def _sources(settings: CuesParams, root: Path, saliency: Path | None) -> list[Path]:
+    """The files besides the manifest that the cues come from: the saliency maps, or the imported pickle and list."""
+    if settings.published_cues is not None:
+        return [root / path for path in (settings.published_cues, settings.published_list) if path is not None]
+    return [] if saliency is None else [saliency]
 
 
 def _published_cues(settings: CuesParams, root: Path, names: list[str], num_classes: int,

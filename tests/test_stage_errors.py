@@ -18,10 +18,12 @@ from typer.testing import CliRunner
 
 from dgcn.data.palette import voc_palette
 from dgcn.errors import InputError, ModelFileError
-from dgcn.storage import Evidence, EvidenceStoreWriter, LabelStoreWriter
+from dgcn.storage import Evidence, EvidenceStoreWriter, LabelStoreWriter, labels
 from dgcn.storage.zarr_store import create_store_group, write_whole_array
 from stages.app import anticipated, app, one_line
 from stages.runtime import resolve_device
+
+PROVENANCE = {"stage": "test"}  # what a stage would record
 
 REPO = Path(__file__).resolve().parents[1]
 # The inputs each stage reads besides its config and manifest, as command-line options (dvc.yaml passes them).
@@ -110,7 +112,7 @@ def background_evidence(workdir: Path, voc_mini: Path) -> None:
     background[0] = 1
     evidence = Evidence(background, np.zeros((21, 3, 4), np.uint8), np.eye(21, dtype=bool)[0])
     with EvidenceStoreWriter(workdir / "a/export/evidence.zarr", train["names"], manifest["class_names"],
-                             (3, 4)) as writer:
+                             (3, 4), provenance=PROVENANCE) as writer:
         writer.write(0, [evidence] * len(train["names"]))
 
 
@@ -266,7 +268,7 @@ def test_damaged_shard_is_named_with_store_and_shard(workdir: Path, voc_mini: Pa
     train = prepare_voc_mini(voc_mini)["splits"]["train"]
     store = workdir / "a/crf/crf_labels.zarr"
     with LabelStoreWriter(store, train["names"], train["sizes"], [str(i) for i in range(21)],
-                          voc_palette()[:21].tolist()) as writer:
+                          voc_palette()[:21].tolist(), provenance=PROVENANCE) as writer:
         writer.write(0, [np.full(size, 1, np.uint8) for size in train["sizes"]])
     shard = store / "labels/c/0/0/0"
     damaged = bytearray(shard.read_bytes())
@@ -283,11 +285,12 @@ def test_damaged_shard_is_named_with_store_and_shard(workdir: Path, voc_mini: Pa
 def test_wrong_zarr_dtype_is_named(workdir: Path, voc_mini: Path) -> None:
     # 16-bit labels of the right shape: read as labels, they failed deep inside the CRF with a bare ValueError
     train = prepare_voc_mini(voc_mini)["splits"]["train"]
-    group = create_store_group(workdir / "a/crf/crf_labels.zarr", "dgcn-labels", 1,
-                               {"class_names": [str(i) for i in range(21)], "palette": voc_palette()[:21].tolist()})
-    write_whole_array(group, "names", np.asarray(train["names"], dtype=str))
-    write_whole_array(group, "shapes", np.asarray(train["sizes"], dtype=np.int32))
-    write_whole_array(group, "labels", np.full((len(train["names"]), 513, 513), 300, np.uint16))
+    group = create_store_group(workdir / "a/crf/crf_labels.zarr", "dgcn-labels", labels.FORMAT_VERSION,
+                               {"class_names": [str(i) for i in range(21)], "palette": voc_palette()[:21].tolist()},
+                               PROVENANCE)
+    write_whole_array(group, "names", np.asarray(train["names"], dtype=str), ["image"])
+    write_whole_array(group, "shapes", np.asarray(train["sizes"], dtype=np.int32), ["image", "hw"])
+    write_whole_array(group, "labels", np.full((len(train["names"]), 513, 513), 300, np.uint16), ["image", "y", "x"])
     code, output = invoke("retrain", *INPUTS["retrain"], "--manifest", "a/prepare/manifest.json", "--out", "a/retrain")
     assert one_error_line(code, output) == ("a/crf/crf_labels.zarr: wrong Zarr layout: array 'labels' is 3-d "
                                             "uint16, expected 3-d uint8")
