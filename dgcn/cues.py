@@ -25,6 +25,7 @@ from dgcn.storage.zarr_store import (
     NamedImageStore,
     check_class_names,
     check_names,
+    check_provenance,
     create_image_array,
     create_store_group,
     record_layout,
@@ -162,6 +163,7 @@ def write_cue_store(
     """
     where = f"cue store {path}"
     names = check_names(names, where)
+    provenance = check_provenance(provenance, where)
     class_names = check_class_names(class_names, where)
     cues, image_labels = np.asarray(cues), np.asarray(image_labels)
     _check_cue_arrays(names, cues, image_labels, len(class_names), where)
