@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,14 +25,16 @@ from dgcn.storage.zarr_store import (
     NamedImageStore,
     check_class_names,
     check_names,
+    check_provenance,
     create_image_array,
     create_store_group,
+    record_layout,
     write_whole_array,
     wrong_layout,
 )
 
 FORMAT_NAME = "dgcn-cues"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checksums, layout, provenance, dimension names
 
 
 def _check_unit_interval(value: float, name: str) -> None:
@@ -150,32 +152,37 @@ def write_cue_store(
     image_labels: np.ndarray,
     class_names: Sequence[str],
     shard_images: int = 256,
+    *,
+    provenance: Mapping[str, str],
 ) -> None:
     """Write cues (N, C, G, G) uint8 and image_labels (N, C) uint8 as a deterministic Zarr v3 group, atomically.
 
-    Layout (format "dgcn-cues", version 1): arrays `cues` (sharded, one image per inner chunk), `image_labels`,
-    `names`; attributes `class_names` and `grid` (G).
+    Layout (format "dgcn-cues", version 2): arrays `cues` (image, class, y, x; sharded, one image per inner chunk),
+    `image_labels` (image, class), `names` (image); attributes `class_names`, `grid` (G), `provenance` and `layout`
+    (see dgcn.storage.zarr_store).
     """
     where = f"cue store {path}"
     names = check_names(names, where)
+    provenance = check_provenance(provenance, where)
     class_names = check_class_names(class_names, where)
     cues, image_labels = np.asarray(cues), np.asarray(image_labels)
     _check_cue_arrays(names, cues, image_labels, len(class_names), where)
     with atomic_output(path) as temporary:
-        group = create_store_group(
-            temporary, FORMAT_NAME, FORMAT_VERSION, {"class_names": class_names, "grid": int(cues.shape[2])}
-        )
-        write_whole_array(group, "names", np.asarray(names, dtype=str))
-        write_whole_array(group, "image_labels", image_labels)
-        array = create_image_array(group, "cues", cues.shape, shard_images, fill_value=0)
+        attributes = {"class_names": class_names, "grid": int(cues.shape[2])}
+        group = create_store_group(temporary, FORMAT_NAME, FORMAT_VERSION, attributes, provenance)
+        write_whole_array(group, "names", np.asarray(names, dtype=str), ["image"])
+        write_whole_array(group, "image_labels", image_labels, ["image", "class"])
+        array = create_image_array(group, "cues", cues.shape, shard_images, 0, ["image", "class", "y", "x"])
         for start in range(0, len(names), shard_images):
             array[start : start + shard_images] = cues[start : start + shard_images]
+        record_layout(group)
 
 
 class CueStore(NamedImageStore):
-    """Read a cue store: `store[i]` is the (C, G, G) uint8 cue map of image i; `image_labels` is (N, C) uint8.
+    """Read a cue store: `store[i]` is the (C, G, G) uint8 cue map of image i (an index or an id); `image_labels` is
+    (N, C) uint8.
 
-    Raises FileNotFoundError for a missing path and ValueError ("wrong Zarr layout") for anything else amiss.
+    Raises FileNotFoundError for a missing path and StoreError (a ValueError) for anything else amiss.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -183,13 +190,13 @@ class CueStore(NamedImageStore):
         super().__init__(path, FORMAT_NAME, FORMAT_VERSION, arrays, "cues")
         self.class_names: list[str] = list(self.attributes.get("class_names", []))
         self.grid: int = int(self.attributes.get("grid", -1))
-        self.image_labels: np.ndarray = self._group["image_labels"][...]
+        self.image_labels: np.ndarray = self._whole("image_labels")
         expected = (len(self.names), len(self.class_names), self.grid, self.grid)
         if self._images.shape != expected or self.image_labels.shape != expected[:2]:
             found = f"cues {self._images.shape}, image_labels {self.image_labels.shape}"
             raise wrong_layout(self.path, f"{found} disagree with names, class_names and grid {expected}")
 
-    def __getitem__(self, i: int) -> np.ndarray:
+    def __getitem__(self, i: int | str) -> np.ndarray:
         return self._read(self._position(i))
 
     def __iter__(self) -> Iterator[np.ndarray]:

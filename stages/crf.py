@@ -15,7 +15,7 @@ from dgcn.storage import EvidenceStore, LabelStoreWriter, staged_directory
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import CRFStageParams, DenseCRFParams, load_params
-from stages.runtime import summary, write_json
+from stages.runtime import provenance, summary, write_json
 
 
 def main(
@@ -44,7 +44,8 @@ def main(
     scores = ConfusionMatrix(num_classes) if train.has_masks() else None
     with (staged_directory(out) as folder,
           LabelStoreWriter(folder / "crf_labels.zarr", train.names, train.sizes, list(data.class_names),
-                           voc_palette()[:num_classes], shard_images=store.shard_images) as writer):
+                           voc_palette()[:num_classes], shard_images=store.shard_images,
+                           provenance=provenance("crf", [settings, kernels], [manifest, evidence])) as writer):
         shard: list[np.ndarray] = []
         for i, labels in enumerate(progress(refined, total=len(train.names), desc="crf")):
             shard.append(labels)

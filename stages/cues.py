@@ -28,7 +28,15 @@ from dgcn.training.supervised import train_classifier
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import CuesParams, load_params
-from stages.runtime import resolve_device, seed_everything, set_threads, summary, write_csv, write_json
+from stages.runtime import (
+    provenance,
+    resolve_device,
+    seed_everything,
+    set_threads,
+    summary,
+    write_csv,
+    write_json,
+)
 
 
 def main(
@@ -74,20 +82,22 @@ def main(
     with staged_directory(out) as folder:
         save_model(folder / "classifier.pt", model, kind="classifier", arch=settings.arch,
                    num_outputs=len(data.class_names) - 1, options=settings.arch_options)
-        write_cue_store(folder / "cues.zarr", train.names, cues, cue_labels, list(data.class_names))
-        _write_cam_labels(folder / "cam_labels.zarr", data, cams, settings.cam_background)
+        origin = provenance("cues", [settings], [manifest, *_sources(settings, data.root, saliency)])
+        write_cue_store(folder / "cues.zarr", train.names, cues, cue_labels, list(data.class_names), provenance=origin)
+        _write_cam_labels(folder / "cam_labels.zarr", data, cams, settings.cam_background, origin)
         metrics = _score(data, cams, cues, settings.cam_background) | extra
         write_json(folder / "metrics.json", metrics)
         write_csv(folder / "train_log.csv", history.epochs)
     summary("cues", images=len(train.names), grid=f"{grid}x{grid}", **metrics)
 
 
-def _write_cam_labels(path: Path, data: Manifest, cams: np.ndarray, cam_background: float) -> None:
+def _write_cam_labels(path: Path, data: Manifest, cams: np.ndarray, cam_background: float,
+                      origin: dict[str, str]) -> None:
     """The plain-CAM baseline's label map of every training image, at its size (what `retrain_labels.source: cam`
     trains on)."""
     train = data.train
     with LabelStoreWriter(path, train.names, train.sizes, list(data.class_names),
-                          voc_palette()[:len(data.class_names)]) as writer:
+                          voc_palette()[:len(data.class_names)], provenance=origin) as writer:
         for start in range(0, len(train.names), writer.shard_images):
             rows = range(start, min(start + writer.shard_images, len(train.names)))
             writer.write(start, [cam_label_map(cams[i], np.asarray(train.classes[i], dtype=np.int64), cam_background,
@@ -104,6 +114,13 @@ def _saliency_folder(settings: CuesParams, root: Path) -> Path | None:
         raise FileNotFoundError(f"saliency folder not found: {folder} (cues.saliency_dir, relative to the data root; "
                                 "null gives a CAM-only background)")
     return folder
+
+
+def _sources(settings: CuesParams, root: Path, saliency: Path | None) -> list[Path]:
+    """The files besides the manifest that the cues come from: the saliency maps, or the imported pickle and list."""
+    if settings.published_cues is not None:
+        return [root / path for path in (settings.published_cues, settings.published_list) if path is not None]
+    return [] if saliency is None else [saliency]
 
 
 def _published_cues(settings: CuesParams, root: Path, names: list[str], num_classes: int,

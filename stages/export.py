@@ -19,7 +19,7 @@ from dgcn.supervision import SupervisionPool
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import ExportParams, GraphCutParams, load_params
-from stages.runtime import resolve_device, set_threads, summary, write_json
+from stages.runtime import provenance, resolve_device, set_threads, summary, write_json
 
 
 def main(
@@ -49,15 +49,16 @@ def main(
     pseudo_scores, network_scores = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
     palette = voc_palette()[:num_classes].tolist()
     grid = network_grid(network, settings.input_size)
+    origin = provenance("export", [settings, cut], [manifest, cues, model])
     # export.threshold null: no cut, no pool (iter_pseudo_labels takes None).
     cutter = nullcontext() if settings.threshold is None else SupervisionPool(
         workers=settings.workers, k=cut.knn_k, threshold=settings.threshold, seed_capacity=cut.seed_capacity)
     with (cutter as pool,
           staged_directory(out) as folder,
           LabelStoreWriter(folder / "pseudo_labels.zarr", train.names, train.sizes, list(data.class_names),
-                           palette, shard_images=settings.shard_images) as writer,
+                           palette, shard_images=settings.shard_images, provenance=origin) as writer,
           EvidenceStoreWriter(folder / "evidence.zarr", train.names, list(data.class_names), grid,
-                              shard_images=settings.shard_images) as evidence_writer):
+                              shard_images=settings.shard_images, provenance=origin) as evidence_writer):
         results = iter_pseudo_labels(network, train.dataset.image, train.names, cue_store, cue_store.image_labels,
                                      pool, input_size=settings.input_size, scales=settings.scales,
                                      flip=settings.flip, batch_size=settings.batch_size)

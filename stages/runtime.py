@@ -78,15 +78,34 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def checkpoint_path(stage: str, settings: list[BaseModel], inputs: list[Path],
-                    scratch: Path = Path(".scratch")) -> Path:
-    """Where a resumable stage keeps its last checkpoint: keyed by a hash of its params, its input files' bytes and
-    the code (so a checkpoint of older code is never resumed)."""
-    digest = hashlib.sha256(json.dumps([part.model_dump(mode="json") for part in settings], sort_keys=True).encode())
-    code = [Path(module.__file__).parent for module in (dgcn, stages)]
-    for root in [*inputs, *code]:
+def _params_json(settings: list[BaseModel]) -> bytes:
+    """A stage's params sections as stable JSON."""
+    return json.dumps([part.model_dump(mode="json") for part in settings], sort_keys=True).encode()
+
+
+def _hash_files(digest: Any, roots: list[Path]) -> None:
+    """Feed `digest` the bytes of each file in `roots`: a file, or every file below a folder with its relative name
+    (no absolute path: the same content gives the same digest anywhere)."""
+    for root in roots:
         files = [root] if root.is_file() else root.rglob("*")
         for file in sorted(p for p in files if p.is_file() and "__pycache__" not in p.parts):
             digest.update(str(file.relative_to(root)).encode() if file != root else b"")
             digest.update(file.read_bytes())
+
+
+def provenance(stage: str, settings: list[BaseModel], inputs: list[Path]) -> dict[str, str]:
+    """What a stage records in the stores it writes: its name and SHA-256 digests of its params sections and of its
+    input files' bytes; no time or path, so the same params and inputs give the same bytes."""
+    files = hashlib.sha256()
+    _hash_files(files, inputs)
+    return {"stage": stage, "params_sha256": hashlib.sha256(_params_json(settings)).hexdigest(),
+            "inputs_sha256": files.hexdigest()}
+
+
+def checkpoint_path(stage: str, settings: list[BaseModel], inputs: list[Path],
+                    scratch: Path = Path(".scratch")) -> Path:
+    """Where a resumable stage keeps its last checkpoint: keyed by a hash of its params, its input files' bytes and
+    the code (so a checkpoint of older code is never resumed)."""
+    digest = hashlib.sha256(_params_json(settings))
+    _hash_files(digest, [*inputs, *(Path(module.__file__).parent for module in (dgcn, stages))])
     return scratch / "checkpoints" / stage / digest.hexdigest()[:16] / "last.pt"

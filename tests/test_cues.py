@@ -24,6 +24,8 @@ from dgcn.cues import (
 from dgcn.data.palette import voc_palette
 from dgcn.storage import write_label_store
 
+PROVENANCE = {"stage": "test"}  # what a stage would record
+
 CLASSES = ["background", "disc", "square", "triangle"]
 
 
@@ -124,8 +126,8 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def test_cue_store_round_trip_and_determinism(tmp_path: Path) -> None:
     names, cues, labels = _random_cues(30)
-    write_cue_store(tmp_path / "a.zarr", names, cues, labels, CLASSES, shard_images=8)
-    write_cue_store(tmp_path / "b.zarr", names, cues, labels, CLASSES, shard_images=8)
+    write_cue_store(tmp_path / "a.zarr", names, cues, labels, CLASSES, shard_images=8, provenance=PROVENANCE)
+    write_cue_store(tmp_path / "b.zarr", names, cues, labels, CLASSES, shard_images=8, provenance=PROVENANCE)
     assert _files(tmp_path / "a.zarr") == _files(tmp_path / "b.zarr")
     store = CueStore(tmp_path / "a.zarr")
     assert len(store) == 30 and list(store.names) == names and store.grid == 5 and store.class_names == CLASSES
@@ -143,20 +145,21 @@ def test_cue_store_rejects_inconsistent_input(tmp_path: Path) -> None:
     stray[2, 1:] = 0
     cues[2, 1, 0, 0] = 1
     with pytest.raises(ValueError, match="'2007_000002' has cues for class 1"):
-        write_cue_store(path, names, cues, stray, CLASSES)
+        write_cue_store(path, names, cues, stray, CLASSES, provenance=PROVENANCE)
     no_background = labels.copy()
     no_background[1, 0] = 0
     with pytest.raises(ValueError, match="'2007_000001' lacks the background"):
-        write_cue_store(path, names, cues, no_background, CLASSES)
+        write_cue_store(path, names, cues, no_background, CLASSES, provenance=PROVENANCE)
     with pytest.raises(ValueError, match="uint8"):
-        write_cue_store(path, names, cues.astype(np.float32), labels, CLASSES)
+        write_cue_store(path, names, cues.astype(np.float32), labels, CLASSES, provenance=PROVENANCE)
     with pytest.raises(ValueError, match="only 0 and 1"):
-        write_cue_store(path, names, cues * 2, labels, CLASSES)
+        write_cue_store(path, names, cues * 2, labels, CLASSES, provenance=PROVENANCE)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_cue_store_reader_rejects_other_stores(tmp_path: Path) -> None:
-    write_label_store(tmp_path / "l.zarr", ["a"], [np.zeros((3, 3), np.uint8)], CLASSES, voc_palette())
+    write_label_store(tmp_path / "l.zarr", ["a"], [np.zeros((3, 3), np.uint8)], CLASSES, voc_palette(),
+                      provenance=PROVENANCE)
     with pytest.raises(ValueError, match="l.zarr: wrong Zarr layout: format"):
         CueStore(tmp_path / "l.zarr")
     with pytest.raises(FileNotFoundError, match="none.zarr"):

@@ -14,6 +14,8 @@ from dgcn.evidence import GROWN_COVER, evidence_from_labels, evidence_labels, ev
 from dgcn.metrics import ConfusionMatrix
 from dgcn.storage import Evidence, EvidenceStore, EvidenceStoreWriter
 
+PROVENANCE = {"stage": "test"}  # what a stage would record
+
 REPO = Path(__file__).resolve().parents[1]
 VOC_CLASSES = 21
 
@@ -94,7 +96,8 @@ def test_evidence_store_round_trip_deterministic_and_checked(tmp_path: Path) -> 
     items = [_evidence(0, (5, 7)), _evidence(1, (7, 3)), _evidence(2, (6, 6))]
     paths = [tmp_path / "one.zarr", tmp_path / "two.zarr"]
     for path in paths:
-        with EvidenceStoreWriter(path, names, ["bg", "x", "y", "z"], (7, 7), shard_images=2) as writer:
+        with EvidenceStoreWriter(path, names, ["bg", "x", "y", "z"], (7, 7), shard_images=2,
+                                 provenance=PROVENANCE) as writer:
             writer.write(2, items[2:])
             writer.write(0, items[:2])
     files = [{str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
@@ -106,12 +109,12 @@ def test_evidence_store_round_trip_deterministic_and_checked(tmp_path: Path) -> 
         for got in (read, indexed):
             assert got.probs.tobytes() == item.probs.tobytes() and got.grown.tobytes() == item.grown.tobytes()
             assert got.present.tolist() == item.present.tolist()
-    with pytest.raises(ValueError, match="'b'.*beyond"), EvidenceStoreWriter(tmp_path / "x.zarr", names,
-                                                                            ["bg", "x", "y", "z"], (6, 7), 2) as w:
+    with pytest.raises(ValueError, match="'b'.*beyond"), EvidenceStoreWriter(
+            tmp_path / "x.zarr", names, ["bg", "x", "y", "z"], (6, 7), 2, provenance=PROVENANCE) as w:
         w.write(2, items[2:])
         w.write(0, items[:1] + [_evidence(1, (7, 7))])
-    with pytest.raises(ValueError, match="never written"), EvidenceStoreWriter(tmp_path / "x.zarr", names,
-                                                                              ["bg", "x", "y", "z"], (7, 7), 2) as w:
+    with pytest.raises(ValueError, match="never written"), EvidenceStoreWriter(
+            tmp_path / "x.zarr", names, ["bg", "x", "y", "z"], (7, 7), 2, provenance=PROVENANCE) as w:
         w.write(0, items[:2])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.zarr", "two.zarr"]
     with pytest.raises(ValueError, match="present"):

@@ -11,6 +11,8 @@ import pytest
 from dvc_project import TINY, dvc, edit_yaml, git, lock_hashes, make_project, ran_stages
 from typer.testing import CliRunner
 
+from dgcn.cues import CueStore
+from dgcn.storage import EvidenceStore, LabelStore
 from stages.app import app
 
 SUMMARY_KEYS = {"cam_baseline_miou", "cues_miou", "pseudo_miou", "crf_miou", "dgcn_val_miou", "dgcn_val_crf_miou",
@@ -34,6 +36,16 @@ def test_repro_writes_the_summary_and_every_picture(project: Path) -> None:
     assert all(0.0 <= summary[key] <= 1.0 for key in SUMMARY_KEYS)
     for picture in ("gallery.png", "per_class_iou.png", "confusion.png"):
         assert (project / ARTIFACTS / "evaluate" / picture).stat().st_size > 1000
+
+
+def test_repro_stores_record_the_stage_that_wrote_them(project: Path) -> None:
+    stores = {"cues/cues.zarr": CueStore, "export/pseudo_labels.zarr": LabelStore,
+              "export/evidence.zarr": EvidenceStore, "crf/crf_labels.zarr": LabelStore}
+    origins = {store: reader(project / ARTIFACTS / store).provenance for store, reader in stores.items()}
+    for store, origin in origins.items():
+        assert origin["stage"] == store.split("/")[0]
+        assert all(len(origin[key]) == 64 for key in ("params_sha256", "inputs_sha256"))
+    assert origins["export/pseudo_labels.zarr"] == origins["export/evidence.zarr"] != origins["crf/crf_labels.zarr"]
 
 
 def test_report_lists_every_figure_with_the_dgcn_network_on_val(project: Path) -> None:

@@ -18,10 +18,12 @@ from typer.testing import CliRunner
 
 from dgcn.data.palette import voc_palette
 from dgcn.errors import InputError, ModelFileError
-from dgcn.storage import Evidence, EvidenceStoreWriter, LabelStoreWriter
+from dgcn.storage import Evidence, EvidenceStoreWriter, LabelStoreWriter, labels
 from dgcn.storage.zarr_store import create_store_group, write_whole_array
 from stages.app import anticipated, app, one_line
 from stages.runtime import resolve_device
+
+PROVENANCE = {"stage": "test"}  # what a stage would record
 
 REPO = Path(__file__).resolve().parents[1]
 # The inputs each stage reads besides its config and manifest, as command-line options (dvc.yaml passes them).
@@ -103,8 +105,8 @@ def test_wrong_zarr_layout_is_named_and_leaves_no_output(workdir: Path, voc_mini
     assert not (workdir / "a/crf").exists()
 
 
-def test_stage_failing_part_way_publishes_nothing(workdir: Path, voc_mini: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def background_evidence(workdir: Path, voc_mini: Path) -> None:
+    """Prepare voc-mini and write an export's evidence that says background everywhere; the crf stage runs serially."""
     set_param(workdir / "voc.yaml", "crf", workers=0)
     train = prepare_voc_mini(voc_mini)["splits"]["train"]
     manifest = json.loads(Path("a/prepare/manifest.json").read_text())
@@ -112,9 +114,13 @@ def test_stage_failing_part_way_publishes_nothing(workdir: Path, voc_mini: Path,
     background[0] = 1
     evidence = Evidence(background, np.zeros((21, 3, 4), np.uint8), np.eye(21, dtype=bool)[0])
     with EvidenceStoreWriter(workdir / "a/export/evidence.zarr", train["names"], manifest["class_names"],
-                             (3, 4)) as writer:
+                             (3, 4), provenance=PROVENANCE) as writer:
         writer.write(0, [evidence] * len(train["names"]))
 
+
+def test_stage_failing_part_way_publishes_nothing(workdir: Path, voc_mini: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    background_evidence(workdir, voc_mini)
     write_text = Path.write_text
 
     def full_disk(path: Path, text: str, *args: object, **kwargs: object) -> int:
@@ -129,6 +135,33 @@ def test_stage_failing_part_way_publishes_nothing(workdir: Path, voc_mini: Path,
     # named as the output the user knows, not as the staging file it was written to
     assert code == 1 and output.splitlines()[-1] == "error: a/crf/metrics.json: No space left on device"
     assert sorted(p.name for p in (workdir / "a").iterdir()) == ["export", "prepare"]
+
+
+def test_unreplaceable_output_publishes_nothing_and_keeps_the_old(workdir: Path, voc_mini: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new metrics.json cannot be put in place (by itself or in its folder; as for a metrics.json nobody may
+    replace): the crf stage fails, and the old outputs stay as they were, none of the new beside them."""
+    background_evidence(workdir, voc_mini)
+    out = (workdir / "a/crf").resolve()
+    (out / "crf_labels.zarr").mkdir(parents=True)
+    (out / "crf_labels.zarr" / "zarr.json").write_text("old")
+    (out / "metrics.json").write_text("old")
+    replace = os.replace
+
+    def refuse(source: str | Path, destination: str | Path) -> None:
+        places = {out / "metrics.json": Path(source), out: Path(source) / "metrics.json"}
+        moved = places.get(Path(destination).resolve())
+        if moved is not None and moved.is_file() and moved.read_text() != "old":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(destination))
+        replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    monkeypatch.setattr(os, "rename", refuse)
+    code, output = invoke("crf", *INPUTS["crf"], "--manifest", "a/prepare/manifest.json", "--out", "a/crf")
+    assert code == 1 and output.splitlines()[-1].endswith(": Permission denied"), output
+    assert {str(p.relative_to(out)): p.read_text() for p in out.rglob("*") if p.is_file()} == {
+        "crf_labels.zarr/zarr.json": "old", "metrics.json": "old"}
+    assert sorted(p.name for p in (workdir / "a").iterdir()) == ["crf", "export", "prepare"]
 
 
 def test_missing_cuda_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,7 +270,7 @@ def test_damaged_shard_is_named_with_store_and_shard(workdir: Path, voc_mini: Pa
     train = prepare_voc_mini(voc_mini)["splits"]["train"]
     store = workdir / "a/crf/crf_labels.zarr"
     with LabelStoreWriter(store, train["names"], train["sizes"], [str(i) for i in range(21)],
-                          voc_palette()[:21].tolist()) as writer:
+                          voc_palette()[:21].tolist(), provenance=PROVENANCE) as writer:
         writer.write(0, [np.full(size, 1, np.uint8) for size in train["sizes"]])
     shard = store / "labels/c/0/0/0"
     damaged = bytearray(shard.read_bytes())
@@ -254,11 +287,12 @@ def test_damaged_shard_is_named_with_store_and_shard(workdir: Path, voc_mini: Pa
 def test_wrong_zarr_dtype_is_named(workdir: Path, voc_mini: Path) -> None:
     # 16-bit labels of the right shape: read as labels, they failed deep inside the CRF with a bare ValueError
     train = prepare_voc_mini(voc_mini)["splits"]["train"]
-    group = create_store_group(workdir / "a/crf/crf_labels.zarr", "dgcn-labels", 1,
-                               {"class_names": [str(i) for i in range(21)], "palette": voc_palette()[:21].tolist()})
-    write_whole_array(group, "names", np.asarray(train["names"], dtype=str))
-    write_whole_array(group, "shapes", np.asarray(train["sizes"], dtype=np.int32))
-    write_whole_array(group, "labels", np.full((len(train["names"]), 513, 513), 300, np.uint16))
+    group = create_store_group(workdir / "a/crf/crf_labels.zarr", "dgcn-labels", labels.FORMAT_VERSION,
+                               {"class_names": [str(i) for i in range(21)], "palette": voc_palette()[:21].tolist()},
+                               PROVENANCE)
+    write_whole_array(group, "names", np.asarray(train["names"], dtype=str), ["image"])
+    write_whole_array(group, "shapes", np.asarray(train["sizes"], dtype=np.int32), ["image", "hw"])
+    write_whole_array(group, "labels", np.full((len(train["names"]), 513, 513), 300, np.uint16), ["image", "y", "x"])
     code, output = invoke("retrain", *INPUTS["retrain"], "--manifest", "a/prepare/manifest.json", "--out", "a/retrain")
     assert one_error_line(code, output) == ("a/crf/crf_labels.zarr: wrong Zarr layout: array 'labels' is 3-d "
                                             "uint16, expected 3-d uint8")

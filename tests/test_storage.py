@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import pytest
 import zarr
 
 from dgcn.data.palette import voc_palette
-from dgcn.storage import LabelStore, LabelStoreWriter, atomic_output, staged_directory, write_label_store
+from dgcn.storage import LabelStore, LabelStoreWriter, atomic_output, labels, staged_directory, write_label_store
+
+PROVENANCE = {"stage": "test"}  # what a stage would record
 
 CLASSES = ["background", "disc", "square"]
 
@@ -79,18 +83,18 @@ def test_staged_directory_publishes_every_entry_and_keeps_others(tmp_path: Path)
     target = tmp_path / "artifacts" / "stage"
     target.mkdir(parents=True)
     (target / "metrics.json").write_text("old")
-    (target / "store.zarr").mkdir()
-    (target / "store.zarr" / "old").write_text("old")
+    (target / "labels.zarr").mkdir()
+    (target / "labels.zarr" / "old").write_text("old")
     (target / "notes.txt").write_text("kept")
     (tmp_path / "artifacts" / ".stage.staging").mkdir()  # left behind by a killed run
     with staged_directory(target) as staging:
         assert staging.parent == target.parent and list(staging.iterdir()) == []
         (staging / "metrics.json").write_text("new")
-        (staging / "store.zarr").mkdir()
-        (staging / "store.zarr" / "new").write_text("new")
+        (staging / "labels.zarr").mkdir()
+        (staging / "labels.zarr" / "new").write_text("new")
         assert (target / "metrics.json").read_text() == "old"  # nothing published before the block ends
     assert (target / "metrics.json").read_text() == "new"
-    assert sorted(p.name for p in (target / "store.zarr").iterdir()) == ["new"]
+    assert sorted(p.name for p in (target / "labels.zarr").iterdir()) == ["new"]
     assert (target / "notes.txt").read_text() == "kept"
     assert sorted(p.name for p in target.parent.iterdir()) == ["stage"]
 
@@ -103,13 +107,53 @@ def test_staged_directory_failure_publishes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_staged_directory_keeps_others_as_links_and_their_kinds(tmp_path: Path) -> None:
+    target = tmp_path / "stage"
+    (target / "kept.d" / "sub").mkdir(parents=True)
+    (target / "kept.d" / "sub" / "deep.txt").write_text("deep")
+    (target / ".gitignore").write_text("/model.pt\n")
+    (target / "link").symlink_to("kept.d")
+    with staged_directory(target) as staging:
+        (staging / "model.pt").write_text("new")
+    assert (target / "kept.d" / "sub" / "deep.txt").read_text() == "deep"
+    assert (target / ".gitignore").stat().st_nlink == 1  # the old folder's link is gone with it
+    assert (target / "link").is_symlink() and os.readlink(target / "link") == "kept.d"
+    assert _siblings(target) == ["stage"]
+
+
+def test_staged_directory_publishes_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Putting the new metrics.json in place fails (as for a metrics.json nobody may replace), by itself or in its
+    folder: none of the new outputs appears, the old ones stay, no temporary folder is left."""
+    target = tmp_path / "stage"
+    (target / "labels.zarr").mkdir(parents=True)
+    (target / "labels.zarr" / "old").write_text("old")
+    (target / "metrics.json").write_text("old")
+    before = _files(target)
+    staging = target.with_name(".stage.staging")
+    replace = os.replace
+
+    def refuse(source: str | Path, destination: str | Path) -> None:
+        if Path(source).is_relative_to(staging) and Path(destination) in (target, target / "metrics.json"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(destination))
+        replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    monkeypatch.setattr(os, "rename", refuse)
+    with pytest.raises(PermissionError), staged_directory(target) as folder:
+        (folder / "labels.zarr").mkdir()
+        (folder / "labels.zarr" / "new").write_text("new")
+        (folder / "metrics.json").write_text("new")
+    assert _files(target) == before
+    assert _siblings(target) == ["stage"]
+
+
 # label store: content
 
 
 def test_round_trip(tmp_path: Path) -> None:
     names, maps = _labels(40)
     path = tmp_path / "labels.zarr"
-    write_label_store(path, names, maps, CLASSES, voc_palette(), shard_images=16)
+    write_label_store(path, names, maps, CLASSES, voc_palette(), shard_images=16, provenance=PROVENANCE)
     store = LabelStore(path)
     assert len(store) == 40 and list(store.names) == names
     assert store.class_names == CLASSES
@@ -128,7 +172,7 @@ def test_round_trip(tmp_path: Path) -> None:
 
 def test_padding_is_ignore_index(tmp_path: Path) -> None:
     names, maps = _labels(5)
-    write_label_store(tmp_path / "l.zarr", names, maps, CLASSES, voc_palette())
+    write_label_store(tmp_path / "l.zarr", names, maps, CLASSES, voc_palette(), provenance=PROVENANCE)
     padded = zarr.open_group(tmp_path / "l.zarr", mode="r")["labels"][...]
     h, w = maps[0].shape
     assert (padded[0, h:, :] == 255).all() and (padded[0, :, w:] == 255).all()
@@ -137,8 +181,8 @@ def test_padding_is_ignore_index(tmp_path: Path) -> None:
 def test_bytes_depend_only_on_content_and_few_files(tmp_path: Path) -> None:
     names, maps = _labels(600)
     first, second = tmp_path / "a" / "labels.zarr", tmp_path / "b" / "labels.zarr"
-    write_label_store(first, names, maps, CLASSES, voc_palette())
-    write_label_store(second, names, maps, CLASSES, voc_palette())
+    write_label_store(first, names, maps, CLASSES, voc_palette(), provenance=PROVENANCE)
+    write_label_store(second, names, maps, CLASSES, voc_palette(), provenance=PROVENANCE)
     files = _files(first)
     assert files == _files(second)
     assert len(files) <= 10  # 3 label shards + names + shapes + 4 zarr.json
@@ -147,7 +191,7 @@ def test_bytes_depend_only_on_content_and_few_files(tmp_path: Path) -> None:
         assert leak not in metadata
     changed = [m.copy() for m in maps]
     changed[300][1, 1] = (changed[300][1, 1] + 1) % len(CLASSES)
-    write_label_store(second, names, changed, CLASSES, voc_palette())
+    write_label_store(second, names, changed, CLASSES, voc_palette(), provenance=PROVENANCE)
     assert _files(first) != _files(second)
 
 
@@ -158,7 +202,8 @@ def test_exception_leaves_no_store_and_no_temporary(tmp_path: Path) -> None:
     names, maps = _labels(10)
     path = tmp_path / "labels.zarr"
     shapes = [m.shape for m in maps]
-    with pytest.raises(RuntimeError), LabelStoreWriter(path, names, shapes, CLASSES, voc_palette(), 4) as writer:
+    writer = LabelStoreWriter(path, names, shapes, CLASSES, voc_palette(), 4, provenance=PROVENANCE)
+    with pytest.raises(RuntimeError), writer:
         writer.write(0, maps[:4])
         raise RuntimeError("crash mid-export")
     assert list(tmp_path.iterdir()) == []
@@ -167,17 +212,18 @@ def test_exception_leaves_no_store_and_no_temporary(tmp_path: Path) -> None:
 def test_failed_rewrite_keeps_old_store(tmp_path: Path) -> None:
     names, maps = _labels(10)
     path = tmp_path / "labels.zarr"
-    write_label_store(path, names, maps, CLASSES, voc_palette())
+    write_label_store(path, names, maps, CLASSES, voc_palette(), provenance=PROVENANCE)
     before = _files(path)
     with (
         pytest.raises(ValueError, match="never written"),
-        LabelStoreWriter(path, names, [m.shape for m in maps], CLASSES, voc_palette(), shard_images=4) as writer,
+        LabelStoreWriter(path, names, [m.shape for m in maps], CLASSES, voc_palette(), shard_images=4,
+                         provenance=PROVENANCE) as writer,
     ):
         writer.write(0, maps[:4])
     assert _files(path) == before
     assert _siblings(path) == ["labels.zarr"]
     _, other = _labels(10, seed=1)
-    write_label_store(path, names, other, CLASSES, voc_palette())
+    write_label_store(path, names, other, CLASSES, voc_palette(), provenance=PROVENANCE)
     assert np.array_equal(LabelStore(path)[3], other[3])
 
 
@@ -188,7 +234,7 @@ def test_writer_rejects_bad_batches(tmp_path: Path) -> None:
     names, maps = _labels(10)
     shapes = [m.shape for m in maps]
     path = tmp_path / "l.zarr"
-    writer = LabelStoreWriter(path, names, shapes, CLASSES, voc_palette(), shard_images=4)
+    writer = LabelStoreWriter(path, names, shapes, CLASSES, voc_palette(), shard_images=4, provenance=PROVENANCE)
     with pytest.raises(ValueError, match="never written"), writer as w:
         with pytest.raises(ValueError, match="shard boundary"):
             w.write(2, maps[2:6])
@@ -205,9 +251,9 @@ def test_writer_rejects_bad_batches(tmp_path: Path) -> None:
             w.write(8, maps[8:10])
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="duplicate"):
-        LabelStoreWriter(tmp_path / "l.zarr", ["a", "a"], [(2, 2)] * 2, CLASSES, voc_palette())
+        LabelStoreWriter(tmp_path / "l.zarr", ["a", "a"], [(2, 2)] * 2, CLASSES, voc_palette(), provenance=PROVENANCE)
     with pytest.raises(ValueError, match="palette"):
-        LabelStoreWriter(tmp_path / "l.zarr", ["a"], [(2, 2)], CLASSES, [[0, 0, 0]])
+        LabelStoreWriter(tmp_path / "l.zarr", ["a"], [(2, 2)], CLASSES, [[0, 0, 0]], provenance=PROVENANCE)
 
 
 def test_reader_errors_name_the_path(tmp_path: Path) -> None:
@@ -217,7 +263,7 @@ def test_reader_errors_name_the_path(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="empty: wrong Zarr layout"):
         LabelStore(tmp_path / "empty")
     bare = zarr.create_group(str(tmp_path / "bare.zarr"), zarr_format=3)
-    bare.attrs.update({"format": "dgcn-labels", "format_version": 1})
+    bare.attrs.update({"format": "dgcn-labels", "format_version": labels.FORMAT_VERSION})
     with pytest.raises(ValueError, match="bare.zarr: wrong Zarr layout.*'names' is missing"):
         LabelStore(tmp_path / "bare.zarr")
 
@@ -225,7 +271,7 @@ def test_reader_errors_name_the_path(tmp_path: Path) -> None:
 def test_reader_detects_inconsistent_shapes(tmp_path: Path) -> None:
     names, maps = _labels(6)
     path = tmp_path / "l.zarr"
-    write_label_store(path, names, maps, CLASSES, voc_palette())
+    write_label_store(path, names, maps, CLASSES, voc_palette(), provenance=PROVENANCE)
     shapes = zarr.open_group(path, mode="r+")["shapes"]
     shapes[0] = [100, 100]
     with pytest.raises(ValueError, match="wrong Zarr layout.*padding"):

@@ -72,13 +72,35 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def _link(source: str | os.PathLike[str], destination: str | os.PathLike[str]) -> None:
+    """Hard-link `source` (a symlink stays a symlink) at `destination`; a copy where the file system links nothing."""
+    try:
+        os.link(source, destination, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(source, destination, follow_symlinks=False)
+
+
+def _keep_others(target: Path, staging: Path) -> None:
+    """Link each entry of the folder `target` that `staging` lacks into `staging`, so the swap keeps it."""
+    for entry in sorted(target.iterdir()):
+        kept = staging / entry.name
+        if os.path.lexists(kept):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, kept, symlinks=True, copy_function=_link)
+        else:
+            _link(entry, kept)
+
+
 @contextmanager
 def staged_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield an empty staging folder beside the folder `path` for everything a stage writes; on success move each
-    entry of it into `path` (replacing entries of the same name, keeping the others).
+    """Yield an empty staging folder beside the folder `path` for everything a stage writes; on success publish it
+    as `path` in one swap of folders, keeping the entries of the old `path` that the stage did not write (DVC's
+    .gitignore, say; hard-linked, not copied).
 
-    So a stage that fails part-way publishes none of its outputs, not just no half-written file. The staging folder
-    (`.<name>.staging`) is removed either way; one left by a killed run is cleared on the next start.
+    So a stage's outputs appear together or not at all: one that fails part-way, or whose publishing fails, leaves
+    `path` as it was. The staging folder (`.<name>.staging`) is removed either way; one left by a killed run is
+    cleared on the next start.
     """
     target = Path(path)
     staging = target.with_name(f".{target.name}.staging")
@@ -86,9 +108,9 @@ def staged_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         _remove(staging)
         staging.mkdir(parents=True)
         yield staging
-        target.mkdir(parents=True, exist_ok=True)
-        for entry in sorted(staging.iterdir()):
-            _replace(entry, target / entry.name)
+        if target.is_dir():
+            _keep_others(target, staging)
+        _replace(staging, target)
     except BaseException as error:
         _name_the_file(error, staging, target)
         raise

@@ -1,17 +1,17 @@
 """Evidence store: what the CRF needs of each exported image, on the network's grid, in one deterministic Zarr group.
 
-Layout (format "dgcn-evidence", version 1):
+Layout (format "dgcn-evidence", version 2), dimensions (image, class, y, x) / (image, hw) / (image, class):
 - `probs`  float16 (N, C, Gh, Gw): the network's probabilities restricted to the image's classes (0 for the others),
   padded with 0 beyond the image's grid; inner chunk one image, shard `shard_images` images;
 - `grown`  uint8 (N, C, Gh, Gw): the graph cut's grown masks (0/1, several classes may claim a cell), padded with 0;
 - `grids`  int32 (N, 2): (height, width) of each image's grid;
 - `image_labels` uint8 (N, C): the classes each image may contain (background included);
-- `names`  string (N,); attribute `class_names` (list of C str).
+- `names`  string (N,); attributes `class_names` (list of C str), `provenance` and `layout` (zarr_store).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from dgcn.storage.zarr_store import (
 )
 
 FORMAT_NAME = "dgcn-evidence"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checksums, layout, provenance, dimension names
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,10 @@ class EvidenceStoreWriter(ShardedStoreWriter):
         class_names: Sequence[str],
         grid: tuple[int, int],
         shard_images: int = 256,
+        *,
+        provenance: Mapping[str, str],
     ) -> None:
-        super().__init__(path, names, shard_images)
+        super().__init__(path, names, shard_images, provenance)
         self.class_names = check_class_names(class_names, self.where)
         if len(grid) != 2 or min(grid) < 1:
             raise ValueError(f"{self.where}: grid must be (height, width) >= 1, got {grid}")
@@ -89,11 +91,14 @@ class EvidenceStoreWriter(ShardedStoreWriter):
         self._image_labels = np.zeros((len(self.names), len(self.class_names)), dtype=np.uint8)
 
     def _create(self, temporary: Path) -> None:
-        self._group = create_store_group(temporary, FORMAT_NAME, FORMAT_VERSION, {"class_names": self.class_names})
-        write_whole_array(self._group, "names", np.asarray(self.names, dtype=str))
+        attributes = {"class_names": self.class_names}
+        self._group = create_store_group(temporary, FORMAT_NAME, FORMAT_VERSION, attributes, self.provenance)
+        write_whole_array(self._group, "names", np.asarray(self.names, dtype=str), ["image"])
         shape = (len(self.names), len(self.class_names), *self.grid)
-        self._probs = create_image_array(self._group, "probs", shape, self.shard_images, 0.0, dtype="float16")
-        self._grown = create_image_array(self._group, "grown", shape, self.shard_images, 0)
+        dimensions = ["image", "class", "y", "x"]
+        self._probs = create_image_array(self._group, "probs", shape, self.shard_images, 0.0, dimensions,
+                                         dtype="float16")
+        self._grown = create_image_array(self._group, "grown", shape, self.shard_images, 0, dimensions)
 
     def __enter__(self) -> EvidenceStoreWriter:
         return super().__enter__()
@@ -119,22 +124,23 @@ class EvidenceStoreWriter(ShardedStoreWriter):
         self._shard_written(start)
 
     def _finish(self) -> None:
-        write_whole_array(self._group, "grids", self._grids)
-        write_whole_array(self._group, "image_labels", self._image_labels)
+        write_whole_array(self._group, "grids", self._grids, ["image", "hw"])
+        write_whole_array(self._group, "image_labels", self._image_labels, ["image", "class"])
 
 
 class EvidenceStore(NamedImageStore):
-    """Read an evidence store: `store[i]` is image i's Evidence; iterating yields them in order, a shard at a time.
+    """Read an evidence store: `store[i]` is image i's Evidence (an index or an id); iterating yields them in order, a
+    shard at a time.
 
-    Raises FileNotFoundError for a missing path and ValueError ("wrong Zarr layout") for anything else amiss.
+    Raises FileNotFoundError for a missing path and StoreError (a ValueError) for anything else amiss.
     """
 
     def __init__(self, path: str | Path) -> None:
         arrays = {"probs": (4, "f"), "grown": (4, "u"), "grids": (2, "i"), "image_labels": (2, "u")}
         super().__init__(path, FORMAT_NAME, FORMAT_VERSION, arrays, "probs")
         self.class_names: list[str] = list(self.attributes.get("class_names", []))
-        self.grids: np.ndarray = self._group["grids"][...]
-        self.image_labels: np.ndarray = self._group["image_labels"][...]
+        self.grids: np.ndarray = self._whole("grids")
+        self.image_labels: np.ndarray = self._whole("image_labels")
         self._grown = self._group["grown"]
         count, classes = len(self.names), len(self.class_names)
         padded = self._images.shape[2:]
@@ -153,12 +159,12 @@ class EvidenceStore(NamedImageStore):
         height, width = (int(v) for v in self.grids[i])
         return Evidence(probs[:, :height, :width], grown[:, :height, :width], self.image_labels[i].astype(bool))
 
-    def __getitem__(self, i: int) -> Evidence:
+    def __getitem__(self, i: int | str) -> Evidence:
         i = self._position(i)
-        return self._evidence(i, self._images[i], self._grown[i])
+        return self._evidence(i, self._read(i), self._decode(self._grown, i, i))
 
     def __iter__(self) -> Iterator[Evidence]:
         for start, probs in self._blocks():
-            grown = self._grown[start : start + len(probs)]
+            grown = self._decode(self._grown, slice(start, start + len(probs)), start)
             for offset in range(len(probs)):
                 yield self._evidence(start + offset, probs[offset], grown[offset])

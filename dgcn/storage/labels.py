@@ -1,15 +1,15 @@
 """Label store: per-image uint8 label maps (pseudo-labels, CRF-refined labels) in one deterministic Zarr v3 group.
 
-Layout (format "dgcn-labels", version 1):
-- `labels`  uint8 (N, Hmax, Wmax), padded with 255; inner chunk one image, shard `shard_images` images;
-- `shapes`  int32 (N, 2), (height, width) of each image;
-- `names`   string (N,), image ids;
-- attributes `class_names` (list of C str) and `palette` (C RGB triples).
+Layout (format "dgcn-labels", version 2):
+- `labels`  uint8 (N, Hmax, Wmax) (image, y, x), padded with 255; inner chunk one image, shard `shard_images` images;
+- `shapes`  int32 (N, 2) (image, hw), (height, width) of each image;
+- `names`   string (N,) (image), image ids;
+- attributes `class_names` (list of C str), `palette` (C RGB triples), `provenance` and `layout` (zarr_store).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from dgcn.storage.zarr_store import (
 )
 
 FORMAT_NAME = "dgcn-labels"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checksums, layout, provenance, dimension names
 
 
 def _check_shapes(shapes: np.ndarray | Sequence[Sequence[int]], count: int, where: str) -> np.ndarray:
@@ -67,22 +67,22 @@ class LabelStoreWriter(ShardedStoreWriter):
         class_names: Sequence[str],
         palette: np.ndarray | Sequence[Sequence[int]],
         shard_images: int = 256,
+        *,
+        provenance: Mapping[str, str],
     ) -> None:
-        super().__init__(path, names, shard_images)
+        super().__init__(path, names, shard_images, provenance)
         self.shapes = _check_shapes(shapes, len(self.names), self.where)
         self.class_names = check_class_names(class_names, self.where)
         self.palette = _check_palette(palette, len(self.class_names), self.where)
 
     def _create(self, temporary: Path) -> None:
-        group = create_store_group(
-            temporary, FORMAT_NAME, FORMAT_VERSION, {"class_names": self.class_names, "palette": self.palette}
-        )
-        write_whole_array(group, "names", np.asarray(self.names, dtype=str))
-        write_whole_array(group, "shapes", self.shapes)
+        attributes = {"class_names": self.class_names, "palette": self.palette}
+        self._group = create_store_group(temporary, FORMAT_NAME, FORMAT_VERSION, attributes, self.provenance)
+        write_whole_array(self._group, "names", np.asarray(self.names, dtype=str), ["image"])
+        write_whole_array(self._group, "shapes", self.shapes, ["image", "hw"])
         height, width = (int(v) for v in self.shapes.max(axis=0))
-        self._labels = create_image_array(
-            group, "labels", (len(self.names), height, width), self.shard_images, IGNORE_INDEX
-        )
+        self._labels = create_image_array(self._group, "labels", (len(self.names), height, width), self.shard_images,
+                                          IGNORE_INDEX, ["image", "y", "x"])
 
     def __enter__(self) -> LabelStoreWriter:
         return super().__enter__()
@@ -122,25 +122,28 @@ def write_label_store(
     class_names: Sequence[str],
     palette: np.ndarray | Sequence[Sequence[int]],
     shard_images: int = 256,
+    *,
+    provenance: Mapping[str, str],
 ) -> None:
     """Write all (h_i, w_i) uint8 label maps at once (see LabelStoreWriter)."""
     if len(labels) != len(names):
         raise ValueError(f"{path}: {len(labels)} label maps for {len(names)} names")
     shapes = [np.shape(label) for label in labels]
-    with LabelStoreWriter(path, names, shapes, class_names, palette, shard_images) as writer:
+    with LabelStoreWriter(path, names, shapes, class_names, palette, shard_images, provenance=provenance) as writer:
         for start in range(0, len(labels), shard_images):
             writer.write(start, labels[start : start + shard_images])
 
 
 class LabelStore(NamedImageStore):
-    """Read a label store: `store[i]` is the (h_i, w_i) uint8 map; iterating yields the maps in order.
+    """Read a label store: `store[i]` is the (h_i, w_i) uint8 map of image i (an index or an id); iterating yields the
+    maps in order.
 
-    Raises FileNotFoundError for a missing path and ValueError ("wrong Zarr layout") for anything else amiss.
+    Raises FileNotFoundError for a missing path and StoreError (a ValueError) for anything else amiss.
     """
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(path, FORMAT_NAME, FORMAT_VERSION, {"labels": (3, "uint8"), "shapes": (2, "i")}, "labels")
-        self.shapes: np.ndarray = self._group["shapes"][...]
+        self.shapes: np.ndarray = self._whole("shapes")
         self.class_names: list[str] = list(self.attributes.get("class_names", []))
         self.palette: np.ndarray = np.asarray(self.attributes.get("palette", []), dtype=np.uint8)
         self._check_layout()
@@ -155,7 +158,7 @@ class LabelStore(NamedImageStore):
         if len(self.class_names) < 2 or self.palette.shape != (len(self.class_names), 3):
             raise wrong_layout(self.path, "class_names / palette attributes missing or of different lengths")
 
-    def __getitem__(self, i: int) -> np.ndarray:
+    def __getitem__(self, i: int | str) -> np.ndarray:
         i = self._position(i)
         height, width = (int(v) for v in self.shapes[i])
         return self._read((i, slice(0, height), slice(0, width)))

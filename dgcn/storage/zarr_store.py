@@ -2,10 +2,19 @@
 
 Determinism: codecs are spelled out (not zarr's defaults, which may change between releases), attributes hold only
 content, and sharded arrays are written one whole shard at a time, so a store's bytes depend on its content only.
+
+Integrity: every chunk ends with a CRC-32C of its compressed bytes and every shard index with its own (zarr's default
+index codecs, spelled out), so a flipped bit anywhere in a shard file fails its read. Every chunk and shard is written,
+fill value or not, and the group's `layout` attribute records each array's shape and number of shard files, so a
+missing or emptied shard is found when the store is opened instead of reading as the fill value. Each group records
+its `provenance` (given by the writer's caller, e.g. the producing stage and digests of its params and inputs) and
+each array its dimension names.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -13,12 +22,15 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec, ZstdCodec
+from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
 
 from dgcn.errors import StoreError
 from dgcn.storage.atomic import atomic_output
 
-_COMPRESSOR = ZstdCodec(level=3, checksum=False)
+_COMPRESSORS = (ZstdCodec(level=3, checksum=False), Crc32cCodec())
+_INDEX_CODECS = (BytesCodec(endian="little"), Crc32cCodec())
+# A chunk or shard equal to the fill value is written too: a missing file is then always damage.
+_CONFIG = {"write_empty_chunks": True}
 
 
 def check_names(names: Sequence[str], where: str) -> list[str]:
@@ -45,21 +57,38 @@ def check_class_names(class_names: Sequence[str], where: str) -> list[str]:
     return class_names
 
 
-def create_store_group(path: Path, format_name: str, format_version: int, attributes: Mapping[str, Any]) -> zarr.Group:
-    """Create a new Zarr v3 group at `path` with `format`/`format_version` and the given JSON attributes."""
-    header = {"format": format_name, "format_version": format_version}
+def check_provenance(provenance: Mapping[str, str], where: str) -> dict[str, str]:
+    """Provenance as a dict: a non-empty mapping of non-empty strings to strings."""
+    if not provenance or not all(isinstance(k, str) and k and isinstance(v, str) for k, v in provenance.items()):
+        raise ValueError(f"{where}: provenance must map non-empty strings to strings, got {provenance!r}")
+    return dict(provenance)
+
+
+def create_store_group(path: Path, format_name: str, format_version: int, attributes: Mapping[str, Any],
+                       provenance: Mapping[str, str]) -> zarr.Group:
+    """Create a new Zarr v3 group at `path` with `format`/`format_version`, `provenance` and the given JSON
+    attributes."""
+    header = {"format": format_name, "format_version": format_version,
+              "provenance": check_provenance(provenance, str(path))}
     return zarr.create_group(zarr.storage.LocalStore(path), zarr_format=3, attributes={**header, **attributes})
 
 
-def write_whole_array(group: zarr.Group, name: str, values: np.ndarray) -> None:
+def write_whole_array(group: zarr.Group, name: str, values: np.ndarray, dimension_names: Sequence[str]) -> None:
     """Store `values` as one single-chunk array; numpy unicode arrays become Zarr's spec'd `string` type."""
     dtype: Any = str if values.dtype.kind == "U" else values.dtype
-    array = group.create_array(name, shape=values.shape, dtype=dtype, chunks=values.shape, compressors=_COMPRESSOR)
+    array = group.create_array(name, shape=values.shape, dtype=dtype, chunks=values.shape, compressors=_COMPRESSORS,
+                               dimension_names=dimension_names, config=_CONFIG)
     array[...] = values
 
 
 def create_image_array(
-    group: zarr.Group, name: str, shape: tuple[int, ...], shard_images: int, fill_value: float, dtype: str = "uint8"
+    group: zarr.Group,
+    name: str,
+    shape: tuple[int, ...],
+    shard_images: int,
+    fill_value: float,
+    dimension_names: Sequence[str],
+    dtype: str = "uint8",
 ) -> zarr.Array:
     """`dtype` array `shape` = (N, ...): inner chunk one image, shard `shard_images` images (clipped to N)."""
     if shard_images < 1:
@@ -69,12 +98,28 @@ def create_image_array(
         name,
         shape=shape,
         dtype=dtype,
-        chunks=(1, *image_shape),
-        shards=(min(shard_images, shape[0]), *image_shape),
+        chunks=(min(shard_images, shape[0]), *image_shape),  # a shard: one file
         fill_value=fill_value,
-        serializer=BytesCodec(),
-        compressors=_COMPRESSOR,
+        serializer=ShardingCodec(chunk_shape=(1, *image_shape), codecs=(BytesCodec(), *_COMPRESSORS),
+                                 index_codecs=_INDEX_CODECS, index_location="end"),
+        compressors=None,
+        dimension_names=dimension_names,
+        config=_CONFIG,
     )
+
+
+def shard_keys(array: zarr.Array) -> list[str]:
+    """The store keys of `array`'s shard files (its chunk files when unsharded), e.g. `labels/c/0/0/0`."""
+    grid = [math.ceil(size / step) for size, step in zip(array.shape, array.shards or array.chunks, strict=True)]
+    return [f"{array.path}/{array.metadata.encode_chunk_key(coords)}"
+            for coords in itertools.product(*(range(count) for count in grid))]
+
+
+def record_layout(group: zarr.Group) -> None:
+    """Record in the group's `layout` attribute each array's shape and number of shard files (see NamedImageStore)."""
+    layout = {name: {"shape": list(array.shape), "shard_files": len(shard_keys(array))}
+              for name, array in sorted(group.arrays())}
+    group.attrs.update({"layout": layout})
 
 
 class ShardedStoreWriter:
@@ -83,15 +128,20 @@ class ShardedStoreWriter:
     the `with` block once every shard was written. On an exception the temporary directory is deleted and a previous
     `path` stays intact.
 
-    Subclasses create their group in `_create(temporary)`, call `_claim_shard` then `_shard_written` around storing a
-    shard, and may complete the group in `_finish()` (arrays known only once every image was written).
+    Subclasses create their group in `_create(temporary)` (kept as `_group`), call `_claim_shard` then
+    `_shard_written` around storing a shard, and may complete the group in `_finish()` (arrays known only once every
+    image was written); the group's layout is recorded last.
     """
+
+    _group: zarr.Group
 
     kind = "store"  # how errors name the store
 
-    def __init__(self, path: str | Path, names: Sequence[str], shard_images: int) -> None:
+    def __init__(self, path: str | Path, names: Sequence[str], shard_images: int,
+                 provenance: Mapping[str, str]) -> None:
         self.path = Path(path)
         self.names = check_names(names, self.where)
+        self.provenance = check_provenance(provenance, self.where)
         if shard_images < 1:
             raise ValueError(f"{self.where}: shard_images must be >= 1, got {shard_images}")
         self.shard_images = shard_images
@@ -143,6 +193,7 @@ class ShardedStoreWriter:
         if exc is None:
             try:
                 self._finish()
+                record_layout(self._group)
             except BaseException as error:
                 self._output.__exit__(type(error), error, error.__traceback__)
                 raise
@@ -158,7 +209,9 @@ class NamedImageStore:
     """Read side shared by the stores: opens and checks the group, holds `names` and finds images by name.
 
     `arrays` maps each required array name to its (ndim, numpy dtype kind such as "i", or exact dtype such as
-    "uint8"); `image_array` is the sharded per-image array whose first axis must match the number of names.
+    "uint8"); `image_array` is the sharded per-image array whose first axis must match the number of names. A store
+    of an older format version, one whose recorded layout disagrees with its arrays or lacks a shard file, and a shard
+    that fails its checksums are StoreErrors naming the store (and the shard).
     """
 
     def __init__(
@@ -178,11 +231,11 @@ class NamedImageStore:
             raise wrong_layout(self.path, f"not a Zarr v3 group ({error})") from error
         self._group = group
         self.attributes: dict[str, Any] = group.attrs.asdict()
-        found = (self.attributes.get("format"), self.attributes.get("format_version"))
-        if found != (format_name, format_version):
-            raise wrong_layout(self.path, f"format {found} is not ({format_name!r}, {format_version})")
+        self._check_format(format_name, format_version)
+        self.provenance: dict[str, str] = dict(self.attributes.get("provenance", {}))
+        required = {"names": (1, "T"), **arrays}
         present = set(group.array_keys())
-        for name, (ndim, kind) in {"names": (1, "T"), **arrays}.items():
+        for name, (ndim, kind) in required.items():
             if name not in present:
                 raise wrong_layout(self.path, f"array {name!r} is missing")
             array = group[name]
@@ -190,12 +243,43 @@ class NamedImageStore:
             if array.ndim != ndim or (array.dtype.kind if len(kind) == 1 else str(array.dtype)) != kind:
                 found_type = f"{array.ndim}-d {array.dtype}"
                 raise wrong_layout(self.path, f"array {name!r} is {found_type}, expected {ndim}-d {expected}")
-        self.names: tuple[str, ...] = tuple(str(name) for name in group["names"][...])
+        self._check_files(required)
+        self.names: tuple[str, ...] = tuple(str(name) for name in self._whole("names"))
         self._images: zarr.Array = group[image_array]
         if self._images.shape[0] != len(self.names):
             counts = f"{self._images.shape[0]} images but {len(self.names)} names"
             raise wrong_layout(self.path, f"{image_array!r} holds {counts}")
         self._positions = {name: i for i, name in enumerate(self.names)}
+
+    def _check_format(self, format_name: str, format_version: int) -> None:
+        """The group's format is (`format_name`, `format_version`); an older version is named as such."""
+        found = (self.attributes.get("format"), self.attributes.get("format_version"))
+        if found[0] == format_name and isinstance(found[1], int) and found[1] < format_version:
+            raise StoreError(f"{self.path}: {format_name} format version {found[1]} is older than this code's "
+                             f"{format_version} (no checksums); rerun the stage that wrote it")
+        if found != (format_name, format_version):
+            raise wrong_layout(self.path, f"format {found} is not ({format_name!r}, {format_version})")
+
+    def _check_files(self, required: Mapping[str, Any]) -> None:
+        """Each array of the `layout` attribute (the `required` ones among them) has the recorded shape and number
+        of shard files, and each of those files is there and not empty."""
+        layout = self.attributes.get("layout")
+        if not isinstance(layout, dict) or not set(required) <= set(layout):
+            raise wrong_layout(self.path, f"the 'layout' attribute does not list the arrays {sorted(required)}")
+        present = set(self._group.array_keys())
+        for name, recorded in sorted(layout.items()):
+            if name not in present:
+                raise StoreError(f"{self.path}: array {name!r} is missing; rerun the stage that wrote the store")
+            array = self._group[name]
+            keys = shard_keys(array)
+            if recorded != {"shape": list(array.shape), "shard_files": len(keys)}:
+                raise wrong_layout(self.path, f"array {name!r} is {array.shape} in {len(keys)} shard files, "
+                                              f"recorded as {recorded}")
+            for key in keys:
+                file = self.path / key
+                if not file.is_file() or file.stat().st_size == 0:
+                    raise StoreError(f"{self.path}: shard {key} is missing or empty; rerun the stage that wrote "
+                                     "the store")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -207,8 +291,11 @@ class NamedImageStore:
         except KeyError:
             raise KeyError(f"{self.path}: no image named {name!r}") from None
 
-    def _position(self, i: int) -> int:
-        """Normalise a (possibly negative) integer index; IndexError when out of range."""
+    def _position(self, i: int | str) -> int:
+        """The position of image `i`: an id, or a (possibly negative) integer index; KeyError for an unknown id,
+        IndexError when out of range."""
+        if isinstance(i, str):
+            return self.index(i)
         n = len(self.names)
         if not -n <= i < n:
             raise IndexError(f"{self.path}: index {i} out of range for {n} images")
@@ -227,11 +314,20 @@ class NamedImageStore:
 
     def _read(self, selection: int | slice | tuple) -> np.ndarray:
         """`self._images[selection]` (first axis: images); a damaged shard is a StoreError naming store and shard."""
+        first = selection[0] if isinstance(selection, tuple) else selection
+        image = first.start if isinstance(first, slice) else first
+        return self._decode(self._images, selection, image)
+
+    def _whole(self, name: str) -> np.ndarray:
+        """All of the array `name`; a damaged file is a StoreError naming store and file."""
+        return self._decode(self._group[name], Ellipsis, None)
+
+    def _decode(self, array: zarr.Array, selection: Any, image: int | None) -> np.ndarray:
+        """`array[selection]`, where `image` (if not None) is the first image selected (it names the shard)."""
         try:
-            return self._images[selection]
+            return array[selection]
         except (ValueError, RuntimeError) as error:  # the codecs' errors: checksum mismatch, undecodable bytes
-            first = selection[0] if isinstance(selection, tuple) else selection
-            image = first.start if isinstance(first, slice) else first
-            key = self._images.metadata.encode_chunk_key((image // self.shard_images,) + (0,) * (self._images.ndim - 1))
-            shard = f"{self._images.path}/{key}"
-            raise StoreError(f"{self.path}: damaged shard {shard} (image {self.names[image]!r}): {error}") from error
+            index = 0 if image is None else image // (array.shards or array.chunks)[0]
+            key = array.metadata.encode_chunk_key((index,) + (0,) * (array.ndim - 1))
+            which = "" if image is None else f" (image {self.names[image]!r})"
+            raise StoreError(f"{self.path}: damaged shard {array.path}/{key}{which}: {error}") from error
