@@ -38,10 +38,11 @@ class Split:
     def mask_or_none(self, name: str) -> np.ndarray | None:
         return self.dataset.mask(name) if self.dataset.has_mask(name) else None
 
-    def scoring(self) -> dict:
-        """How many images a mask-based metric counts, and why it is absent when none."""
+    def scoring(self, stage: str) -> dict:
+        """How many images a stage's mask-based metrics count, and why they are absent when none."""
         count = len(self.scored())
-        return {"scored_images": count} | ({} if count else {"not_scored": f"no {self.role} image has a mask"})
+        reason = {} if count else {f"{stage}_not_scored": f"no {self.role} image has a ground-truth mask"}
+        return {f"{stage}_scored_images": count} | reason
 
     def check_store(self, store_names: Sequence[str], path: Path, stage: str) -> None:
         """An upstream store must hold exactly this split's images, in order; else name the stage to rerun."""

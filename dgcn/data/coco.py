@@ -128,6 +128,11 @@ class CocoDataset:
     def image_path(self, name: str) -> Path:
         return self.root / self.images / name
 
+    @property
+    def mask_source(self) -> Path:
+        """Where the masks come from (a resumable stage hashes it): the instances JSON."""
+        return self.root / self.annotations
+
     def has_mask(self, name: str) -> bool:
         return name in self.instances.images
 

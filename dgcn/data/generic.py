@@ -192,6 +192,11 @@ class FolderDataset:
     def mask_path(self, name: str) -> Path | None:
         return None if self.masks is None else self.root / self.masks / f"{Path(name).stem}.png"
 
+    @property
+    def mask_source(self) -> Path | None:
+        """Where the masks come from (a resumable stage hashes it); None without masks."""
+        return None if self.masks is None else self.root / self.masks
+
     def has_mask(self, name: str) -> bool:
         path = self.mask_path(name)
         return path is not None and path.is_file()

@@ -91,6 +91,11 @@ class VOCDataset:
     def mask_path(self, name: str) -> Path:
         return self.root / "SegmentationClassAug" / f"{name}.png"
 
+    @property
+    def mask_source(self) -> Path:
+        """Where the masks come from (a resumable stage hashes it)."""
+        return self.root / "SegmentationClassAug"
+
     def annotation_path(self, name: str) -> Path:
         return self.root / "Annotations" / f"{name}.xml"
 
