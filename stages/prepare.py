@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from dgcn.data.coco import CocoDataset, CocoInstances
+from dgcn.data.files import Reader
 from dgcn.data.generic import FolderDataset, derived_classes, read_class_list, read_labels, split_rows
 from dgcn.data.palette import SYNTHETIC_CLASSES, VOC_CLASSES
 from dgcn.data.synthetic import contact_sheet
@@ -20,7 +21,7 @@ from stages.runtime import summary, write_json
 CLASS_NAMES = {"synthetic": SYNTHETIC_CLASSES, "voc": VOC_CLASSES}
 
 # What a format reads: the class names, and per role (train, val) the reader's keywords, the reader and its images.
-Prepared = tuple[tuple[str, ...], dict[str, tuple[dict, object, list[SampleInfo]]]]
+Prepared = tuple[tuple[str, ...], dict[str, tuple[dict, Reader, list[SampleInfo]]]]
 
 
 def main(

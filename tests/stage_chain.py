@@ -72,16 +72,16 @@ def scene(index: int, size: tuple[int, int] = (32, 40)) -> tuple[np.ndarray, np.
 
 
 def write_generic(root: Path, count: int, masked: set[int] = frozenset()) -> list[str]:
-    """`count` images (PNG and JPEG, one grey-scale) under root/images, root/labels.csv, masks of the `masked` ones
-    under root/masks; returns the image ids."""
+    """`count` images (PNG and JPEG, one grey-scale, one RGBA) under root/images, root/labels.csv, masks of the
+    `masked` ones under root/masks; returns the image ids."""
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     names, lines = [], ["image,tags"]
     for index in range(count):
         image, mask, tags = scene(index)
         name = f"img{index:02d}.{'jpg' if index % 2 else 'png'}"
-        picture = Image.fromarray(image)
-        (picture.convert("L") if index == 1 else picture).save(root / "images" / name)
+        picture = Image.fromarray(image)  # one grey-scale and one RGBA picture: prepare reads them as RGB
+        {1: picture.convert("L"), 2: picture.convert("RGBA")}.get(index, picture).save(root / "images" / name)
         if index in masked:
             Image.fromarray(mask).save(root / "masks" / f"img{index:02d}.png")
         names.append(name)

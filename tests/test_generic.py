@@ -157,3 +157,8 @@ def test_json_lines_and_both_tag_separators_read_alike(tmp_path: Path) -> None:
     for name in ("a.csv", "b.jsonl"):
         assert [(row.name, sorted(row.tags)) for row in read_labels(tmp_path / name)] == [
             ("x.jpg", ["cat", "dog"]), ("y.jpg", ["cat", "dog"])]
+
+
+def test_a_train_list_without_a_val_list_is_a_params_error(own: Path, tmp_path: Path) -> None:
+    assert_error(*prepare(own, tmp_path, train_list="train.txt"), "prepare.generic.val_list",
+                 "train_list and val_list are given together, or neither")
