@@ -10,8 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
-from dgcn.data.palette import colorize  # noqa: E402
+from dgcn.data.palette import colorize, voc_palette  # noqa: E402
 from dgcn.storage import atomic_output  # noqa: E402
 
 # Fixed metadata so the PNG bytes depend on the content only (DVC hashes them).
@@ -58,19 +59,30 @@ def plot_confusion(conf: np.ndarray, class_names: Sequence[str], path: Path, tit
 
 
 def plot_gallery(rows: Sequence[Sequence[np.ndarray | None]], column_titles: Sequence[str],
-                 row_titles: Sequence[str], path: Path) -> None:
-    """A grid of pictures: RGB images (H, W, 3) as they are, label maps (H, W) in the VOC palette, None left blank."""
+                 row_titles: Sequence[str], path: Path, class_names: Sequence[str]) -> None:
+    """A grid of pictures: RGB images (H, W, 3) as they are, label maps (H, W) in the VOC palette, None left blank;
+    below it a legend of the colours of the classes the label maps show (and of ignore, if shown)."""
     figure, axes = plt.subplots(len(rows), len(column_titles), squeeze=False,
-                                figsize=(1.8 * len(column_titles), 1.8 * len(rows)))
+                                figsize=(1.8 * len(column_titles), 1.8 * len(rows) + 0.6))
+    shown: set[int] = set()
     for r, row in enumerate(rows):
         for c, picture in enumerate(row):
             axis = axes[r, c]
             axis.axis("off")
             if picture is not None:
+                if picture.ndim == 2:
+                    shown |= set(np.unique(picture).tolist())
                 axis.imshow(picture if picture.ndim == 3 else colorize(picture), interpolation="nearest")
             if r == 0:
                 axis.set_title(column_titles[c], fontsize=8)
         axes[r, 0].text(-0.05, 0.5, row_titles[r], transform=axes[r, 0].transAxes, rotation=90, ha="right",
                         va="center", fontsize=7)
-    figure.tight_layout()
+    palette = voc_palette() / 255.0
+    labels = [(index, class_names[index] if index < len(class_names) else "ignore / no cue")
+              for index in sorted(shown)]
+    handles = [Patch(facecolor=palette[index], edgecolor="black", linewidth=0.5, label=name) for index, name in labels]
+    if handles:
+        figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), len(column_titles)), fontsize=7,
+                      frameon=False)
+    figure.tight_layout(rect=(0, 0.06 + 0.03 * (len(handles) // max(len(column_titles), 1)), 1, 1))
     _save(figure, path)

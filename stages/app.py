@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # typer vendors click; these are only annotations
 # tests/test_cli.py keeps the help texts equal to the docstrings.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("synthesize", "Generate a synthetic data set (VOC layout) from a seed."),
-    "prepare": ("prepare", "Validate a VOC-layout data root and write the manifest every later stage reads."),
+    "prepare": ("prepare", "Validate a data set and write the manifest every later stage reads."),
     "cues": ("cues", "Cues from image-level labels: classifier -> CAMs -> foreground/background seeds on the network "
                      "grid."),
     "train-dgcn": ("train_dgcn", "DGCN training: kNN feature graph + per-class graph cut grow the cues; seeding + "
@@ -36,7 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrain": ("retrain", "Retrain DeepLab (by name in params) with cross-entropy on dense labels, 255 ignored."),
     "evaluate": ("evaluate", "Score the DGCN, retrained and upper-bound networks on val; gather every stage's figure "
                              "into summary.json."),
-    "report": ("report", "Print the stage-by-stage mIoU table and the retrained/upper-bound ratio."),
+    "report": ("report", "Print the stage-by-stage mIoU table and the retrained/upper-bound ratio, then what needs "
+                         "no mask."),
 }
 
 

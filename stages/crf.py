@@ -41,7 +41,8 @@ def main(
     images = (train.dataset.image(name) for name in train.names)
     refined = iter_crf_labels(images, iter(store), confidence=settings.grown_confidence, workers=settings.workers,
                               **kernels.kernels())
-    scores = ConfusionMatrix(num_classes) if train.has_masks() else None
+    scored = set(train.scored())
+    scores = ConfusionMatrix(num_classes)
     with (staged_directory(out) as folder,
           LabelStoreWriter(folder / "crf_labels.zarr", train.names, train.sizes, list(data.class_names),
                            voc_palette()[:num_classes], shard_images=store.shard_images,
@@ -49,11 +50,11 @@ def main(
         shard: list[np.ndarray] = []
         for i, labels in enumerate(progress(refined, total=len(train.names), desc="crf")):
             shard.append(labels)
-            if scores is not None:
+            if i in scored:
                 scores.add(train.dataset.mask(train.names[i]), labels)
             if len(shard) == store.shard_images or i == len(train.names) - 1:
                 writer.write(i + 1 - len(shard), shard)
                 shard = []
-        metrics = {"crf_miou": scores.miou()} if scores is not None else {}
+        metrics = train.scoring("crf") | ({"crf_miou": scores.miou()} if scored else {})
         write_json(folder / "metrics.json", metrics)
     summary("crf", images=len(train.names), **metrics)

@@ -141,19 +141,23 @@ def _published_cues(settings: CuesParams, root: Path, names: list[str], num_clas
 
 
 def _score(data: Manifest, cams: np.ndarray, cues: np.ndarray, cam_background: float) -> dict:
-    """Cue precision/coverage and cues_miou on the grid; the plain-CAM baseline mIoU at full resolution."""
+    """The fraction of grid cells with a cue; on the images with a mask: cue precision/coverage and cues_miou on the
+    grid, the plain-CAM baseline mIoU at full resolution."""
     train, num_classes, grid = data.train, len(data.class_names), cues.shape[-1]
-    if not train.has_masks():
-        return {}
+    figures = {"cue_labelled_fraction": round(float((cues.sum(axis=1) > 0).mean()), 4)} | train.scoring("cues")
+    scored = train.scored()
+    if not scored:
+        return figures
     on_cues, cam = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
     quality = None
-    for i, name in enumerate(progress(train.names, desc="scoring cues")):
-        gt = train.dataset.mask(name)
+    for i in progress(scored, desc="scoring cues"):
+        gt = train.dataset.mask(train.names[i])
         gt_grid = resize_labels(gt, (grid, grid))
         quality = cue_quality(cues[i], gt_grid) if quality is None else quality + cue_quality(cues[i], gt_grid)
         single = cues[i].sum(axis=0) == 1
         on_cues.add(np.where(single, gt_grid, 255).astype(np.uint8), cues[i].argmax(axis=0).astype(np.uint8))
         present = np.asarray(train.classes[i], dtype=np.int64)
         cam.add(gt, cam_label_map(cams[i], present, cam_background, gt.shape))
-    return {"cue_precision": round(float(quality.precision), 4), "cue_coverage": round(float(quality.coverage), 4),
-            "cues_miou": on_cues.miou(), "cam_baseline_miou": cam.miou()}
+    return figures | {"cue_precision": round(float(quality.precision), 4),
+                      "cue_coverage": round(float(quality.coverage), 4), "cues_miou": on_cues.miou(),
+                      "cam_baseline_miou": cam.miou()}

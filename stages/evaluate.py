@@ -48,39 +48,76 @@ def main(
     for path in metrics:
         upstream |= read_json(path, "an upstream stage's metrics")
     device = resolve_device(settings.device, "evaluate.device")
+    val_scored = bool(data.val.scored())
+    not_scored = {} if val_scored else {"val": "no val image has a ground-truth mask"}
+    if not data.train.scored():  # the upper_bound stage had nothing to train on
+        not_scored["upper_bound"] = "no training image has a ground-truth mask"
     models = {role: load_model(path, "segmenter").to(device) for role, path in
-              (("dgcn", dgcn_model), ("retrained", model), ("upper_bound", upper_bound))}
+              (("dgcn", dgcn_model), ("retrained", model), ("upper_bound", upper_bound)) if role not in not_scored}
     crf_kernels = kernels if settings.crf else None
     # The retrained networks are scored as evaluate.crf says; the DGCN network both ways (the published 60.8 is its
     # multi-scale + flip score; its evaluation code also reports it after the dense CRF).
     retrained_variant = ("crf",) if settings.crf else ("plain",)
     variants = {"dgcn": ("plain", "crf"), "retrained": retrained_variant, "upper_bound": retrained_variant}
-    results = {role: _evaluate(network, role, data.val, len(data.class_names), settings, kernels, variants[role])
+    results = {role: _evaluate(network, role, data.val, len(data.class_names), settings, kernels, variants[role],
+                               keep=settings.gallery_val if role == "retrained" else 0)
                for role, network in models.items()}
-    scores = {role: matrices[variants[role][-1]] for role, (matrices, _) in results.items()}
+    unscored = ConfusionMatrix(len(data.class_names))
+    scores = {role: results[role][0][variants[role][-1]] if role in results else unscored for role in variants}
     val, upper, dgcn = (scores[role].scores() for role in ("retrained", "upper_bound", "dgcn"))
     figures = {key: upstream.get(key) for key in UPSTREAM_FIGURES}
     figures |= {"dgcn_val_miou": results["dgcn"][0]["plain"].miou(), "dgcn_val_crf_miou": dgcn["miou"],
                 "val_miou": val["miou"], "upper_bound_val_miou": upper["miou"]}
+    if not val_scored:
+        figures |= dict.fromkeys(("dgcn_val_miou", "dgcn_val_crf_miou", "val_miou", "upper_bound_val_miou"))
+    elif "upper_bound" in not_scored:
+        figures["upper_bound_val_miou"] = None
+    names = list(data.class_names)
+    stores = (CueStore(cues), LabelStore(pseudo_labels), LabelStore(crf_labels))
+    stats = _label_stats(data, stores[1:], upstream) | {f"{role}_not_scored": reason for role, reason in
+                                                        not_scored.items()}
+    stats |= {"val_scored_images": len(data.val.scored()),
+              "val_classes_absent": [names[i] for i in np.flatnonzero(scores["retrained"].counts.sum(axis=1) == 0)]}
     with staged_directory(out) as folder:
         write_json(folder / "summary.json", figures)
-        names = list(data.class_names)
+        write_json(folder / "label_stats.json", stats)
         write_json(folder / "per_class.json", {
             "classes": names, "val_iou": _rounded(val["iou"]), "upper_bound_iou": _rounded(upper["iou"]),
             "dgcn_val_crf_iou": _rounded(dgcn["iou"]),
             "val_precision": _rounded(val["precision"]), "val_recall": _rounded(val["recall"]),
-            "val_pixel_acc": round(float(val["pixel_acc"]), 4), "absent_classes": list(val.get("absent", []))})
+            "val_pixel_acc": _rounded([val["pixel_acc"]])[0], "absent_classes": list(val.get("absent", []))})
         rows = zip(names, _rounded(val["iou"]), _rounded(upper["iou"]), strict=True)
         write_csv(folder / "per_class_iou.csv",
                   [{"class": name, "val_iou": v, "upper_bound_iou": u} for name, v, u in rows])
         plot_per_class_iou({"DGCN network + CRF": dgcn["iou"], "retrained on DGCN labels": val["iou"],
                             "fully supervised": upper["iou"]}, names, folder / "per_class_iou.png")
-        plot_confusion(scores["retrained"].counts, names, folder / "confusion.png",
-                       title="val, retrained on DGCN labels")
-        stores = (CueStore(cues), LabelStore(pseudo_labels), LabelStore(crf_labels))
-        _gallery(data, models["retrained"], results["retrained"][1], stores, settings, crf_kernels,
-                 folder / "gallery.png")
+        title = "val, retrained on DGCN labels" if val_scored else f"val not scored: {not_scored['val']}"
+        plot_confusion(scores["retrained"].counts, names, folder / "confusion.png", title=title)
+        gallery_predictions = results["retrained"][1]
+        _gallery(data, models["retrained"], gallery_predictions, stores, settings, crf_kernels, folder / "gallery.png")
     summary("evaluate", **{key: value for key, value in figures.items() if value is not None})
+
+
+def _label_stats(data: Manifest, stores: tuple[LabelStore, LabelStore], upstream: dict) -> dict:
+    """What needs no mask: the fraction of cue-carrying grid cells, the fraction of training pixels the CRF changed,
+    the class frequencies of the tags (per image) and of the CRF labels (per pixel); and how many images each
+    upstream mask-based metric counted (or why none)."""
+    pseudo, refined = stores
+    changed, pixels = 0, 0
+    counts = np.zeros(len(data.class_names), dtype=np.int64)
+    for i in progress(range(len(data.train.names)), desc="label statistics"):
+        before, after = pseudo[i], refined[i]
+        changed += int(np.count_nonzero(before != after))
+        pixels += after.size
+        counts += np.bincount(after[after < len(counts)].ravel(), minlength=len(counts))
+    tagged = data.train.image_labels().mean(axis=0)
+    names = data.class_names
+    return {key: value for key, value in upstream.items() if key.endswith(("_scored_images", "_not_scored"))} | {
+        "cue_labelled_fraction": upstream.get("cue_labelled_fraction"),
+        "crf_changed_fraction": round(changed / pixels, 4),
+        "crf_label_frequency": {name: round(int(count) / pixels, 4) for name, count in zip(names, counts, strict=True)},
+        "train_tag_frequency": {name: round(float(value), 4) for name, value in zip(names[1:], tagged[1:],
+                                                                                    strict=True)}}
 
 
 def _rounded(values) -> list[float | None]:
@@ -88,20 +125,25 @@ def _rounded(values) -> list[float | None]:
 
 
 def _evaluate(model: torch.nn.Module, role: str, split: Split, num_classes: int, settings: EvaluateParams,
-              kernels: dict[str, float], variants: tuple[str, ...]) -> tuple[dict[str, ConfusionMatrix],
-                                                                             list[np.ndarray]]:
-    """One confusion matrix over the whole split per variant ("plain": argmax of the multi-scale + mirrored
-    probabilities, "crf": after the dense CRF with `kernels`), and the last variant's first predictions (gallery)."""
+              kernels: dict[str, float], variants: tuple[str, ...], keep: int) -> tuple[dict[str, ConfusionMatrix],
+                                                                                       list[np.ndarray]]:
+    """One confusion matrix over the split's images with a mask per variant ("plain": argmax of the multi-scale +
+    mirrored probabilities, "crf": after the dense CRF with `kernels`), and the last variant's predictions of the
+    first `keep` images (gallery)."""
     matrices = {variant: ConfusionMatrix(num_classes) for variant in variants}
     kept = []
-    for name in progress(split.names, desc=f"evaluate {role}"):
-        image, mask = split.dataset.image(name), split.dataset.mask(name)
+    for name, masked in progress(zip(split.names, split.masked, strict=True), total=len(split.names),
+                                 desc=f"evaluate {role}"):
+        if not (masked or len(kept) < keep):
+            continue
+        image = split.dataset.image(name)
         probs = predict_probabilities(model, image, scales=settings.scales, flip=settings.flip)
         for variant in variants:
             refined = dense_crf(image, probs, **kernels) if variant == "crf" else probs
             prediction = refined.argmax(axis=0).astype(np.uint8)
-            matrices[variant].add(mask, prediction)
-        if len(kept) < settings.gallery_val:
+            if masked:
+                matrices[variant].add(split.dataset.mask(name), prediction)
+        if len(kept) < keep:
             kept.append(prediction)
     return matrices, kept
 
@@ -118,11 +160,11 @@ def _gallery(data: Manifest, model: torch.nn.Module, val_predictions: list[np.nd
         rows.append([image, resize_labels(cue_label_map(cue_store[i]), image.shape[:2]), pseudo[i], refined[i],
                      predict_labels(model, image, scales=settings.scales, flip=settings.flip,
                                     crf_kernels=crf_kernels),
-                     train.dataset.mask(name)])
+                     train.mask_or_none(name)])
         titles.append(f"train {name}")
     for name, prediction in zip(val.names, val_predictions, strict=False):
-        rows.append([val.dataset.image(name), None, None, None, prediction, val.dataset.mask(name)])
+        rows.append([val.dataset.image(name), None, None, None, prediction, val.mask_or_none(name)])
         titles.append(f"val {name}")
     if rows:
         plot_gallery(rows, ["image", "cues", "DGCN pseudo-label", "CRF label", "retrained", "ground truth"], titles,
-                     path)
+                     path, data.class_names)

@@ -45,7 +45,7 @@ def main(
     train = data.train
     train.check_store(cue_store.names, cues, "cues")
     num_classes = len(data.class_names)
-    scored = train.has_masks()
+    scored = set(train.scored())
     pseudo_scores, network_scores = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
     palette = voc_palette()[:num_classes].tolist()
     grid = network_grid(network, settings.input_size)
@@ -65,7 +65,7 @@ def main(
         shard = []
         for i, result in enumerate(progress(results, total=len(train.names), desc="export")):
             shard.append(result)
-            if scored:
+            if i in scored:
                 mask = train.dataset.mask(train.names[i])
                 pseudo_scores.add(mask, result.pseudo_label)
                 network_scores.add(mask, result.network_argmax)
@@ -73,6 +73,8 @@ def main(
                 writer.write(i + 1 - len(shard), [item.pseudo_label for item in shard])
                 evidence_writer.write(i + 1 - len(shard), [item.evidence for item in shard])
                 shard = []
-        metrics = {"pseudo_miou": pseudo_scores.miou(), "network_argmax_miou": network_scores.miou()} if scored else {}
+        metrics = train.scoring("pseudo")
+        if scored:
+            metrics |= {"pseudo_miou": pseudo_scores.miou(), "network_argmax_miou": network_scores.miou()}
         write_json(folder / "metrics.json", metrics)
     summary("export", images=len(train.names), **metrics)

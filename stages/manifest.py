@@ -8,23 +8,41 @@ from pathlib import Path
 
 import numpy as np
 
+from dgcn.data.coco import CocoDataset
+from dgcn.data.files import Reader
+from dgcn.data.generic import FolderDataset
 from dgcn.data.voc import VOCDataset
 from dgcn.errors import InputError
 from stages.runtime import read_json
 
+# manifest "format" -> the reader of a split's files, built from the split's "reader" keywords
+READERS = {"voc": VOCDataset, "generic": FolderDataset, "coco": CocoDataset}
+
 
 @dataclass(frozen=True)
 class Split:
-    """One split as prepared: ids, (height, width) per image, present foreground classes per image."""
+    """One split as prepared: ids, (height, width) per image, present foreground classes per image, and which images
+    have a ground-truth mask."""
 
-    dataset: VOCDataset
+    role: str
+    dataset: Reader
     names: list[str]
     sizes: list[tuple[int, int]]
     classes: list[list[int]]
+    masked: list[bool]
 
-    def has_masks(self) -> bool:
-        """Whether every image has a ground-truth mask, so the stage's output can be scored."""
-        return all(self.dataset.has_mask(name) for name in self.names)
+    def scored(self) -> list[int]:
+        """Positions of the images with a mask: every mask-based metric is computed on them alone."""
+        return [i for i, masked in enumerate(self.masked) if masked]
+
+    def mask_or_none(self, name: str) -> np.ndarray | None:
+        return self.dataset.mask(name) if self.dataset.has_mask(name) else None
+
+    def scoring(self, stage: str) -> dict:
+        """How many images a stage's mask-based metrics count, and why they are absent when none."""
+        count = len(self.scored())
+        reason = {} if count else {f"{stage}_not_scored": f"no {self.role} image has a ground-truth mask"}
+        return {f"{stage}_scored_images": count} | reason
 
     def check_store(self, store_names: Sequence[str], path: Path, stage: str) -> None:
         """An upstream store must hold exactly this split's images, in order; else name the stage to rerun."""
@@ -54,8 +72,9 @@ class Manifest:
         raw = read_json(path, "the prepare stage's manifest")
         try:
             root, class_names = Path(raw["root"]), tuple(raw["class_names"])
-            splits = {role: Split(VOCDataset(root, entry["split"], class_names), entry["names"],
-                                  [tuple(size) for size in entry["sizes"]], entry["classes"])
+            reader = READERS[raw["format"]]
+            splits = {role: Split(role, reader(root, class_names=class_names, **entry["reader"]), entry["names"],
+                                  [tuple(size) for size in entry["sizes"]], entry["classes"], entry["masked"])
                       for role, entry in raw["splits"].items()}
             return cls(raw["classes"], root, class_names, splits["train"], splits["val"])
         except (KeyError, TypeError, AttributeError) as error:  # JSON of another shape: not written by prepare

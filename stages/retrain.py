@@ -47,26 +47,30 @@ def main(
     if labels is not None:
         store = LabelStore(labels)
         train.check_store(store.names, labels, {"crf": "crf", "export": "export", "cam": "cues"}[source])
-        targets, every_map, inputs = LazyStore(LabelStore, labels), store, [labels]
-    else:
-        targets = every_map = NamedFiles(train.dataset.mask, train.names)
-        inputs = [data.root / "SegmentationClassAug"]
-    geometry = CropGeometry(settings.crop_size, scale_range=tuple(settings.scale_range),
-                            jitter=ColorJitter(**settings.color_jitter.model_dump()))
+        names, targets, every_map, inputs = train.names, LazyStore(LabelStore, labels), store, [labels]
+    else:  # the images with a ground-truth mask, alone
+        names = [train.names[i] for i in train.scored()]
+        targets = every_map = NamedFiles(train.dataset.mask, names)
+        inputs = [train.dataset.mask_source]
     model = build_segmenter(settings.arch, len(data.class_names), pretrained=settings.pretrained,
                             **settings.arch_options).to(resolve_device(settings.device, "retrain.device"))
-    checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs])
-    optimizer = settings.optimizer
-    history = train_segmenter(model, NamedFiles(train.dataset.image, train.names), targets, geometry=geometry,
+    if not names:  # nothing to learn from: the untrained network, and why (evaluate leaves it unscored)
+        metrics, log = {"trained_images": 0, "not_trained": "no training image has a ground-truth mask"}, []
+    else:
+        geometry = CropGeometry(settings.crop_size, scale_range=tuple(settings.scale_range),
+                                jitter=ColorJitter(**settings.color_jitter.model_dump()))
+        checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs])
+        optimizer = settings.optimizer
+        log = train_segmenter(model, NamedFiles(train.dataset.image, names), targets, geometry=geometry,
                               batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
                               batchnorm=settings.batchnorm, epochs=settings.epochs, lr=optimizer.lr,
                               weight_decay=optimizer.weight_decay, checkpoint=checkpoint, optimizer=optimizer.name,
-                              momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult)
+                              momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult).epochs
+        metrics = {"final_loss": log[-1]["loss"], "labelled_fraction": round(labelled_fraction(every_map), 4)}
+        metrics |= {} if labels is not None else {"trained_images": len(names)}
     with staged_directory(out) as folder:
         save_model(folder / "model.pt", model, kind="segmenter", arch=settings.arch,
                    num_outputs=len(data.class_names), options=settings.arch_options)
-        write_csv(folder / "train_log.csv", history.epochs)
-        write_json(folder / "metrics.json", {"final_loss": history.epochs[-1]["loss"],
-                                          "labelled_fraction": round(labelled_fraction(every_map), 4)})
-    summary("retrain", labels="ground truth" if ground_truth else labels, epochs=settings.epochs,
-            loss=history.epochs[-1]["loss"])
+        write_csv(folder / "train_log.csv", log)
+        write_json(folder / "metrics.json", metrics)
+    summary("retrain", labels="ground truth" if ground_truth else labels, epochs=settings.epochs, **metrics)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from dgcn.data.files import Reader
 from dgcn.data.palette import SYNTHETIC_CLASSES, voc_palette
 from dgcn.data.shapes import (
     AREA_FACTOR,
@@ -27,6 +28,7 @@ from dgcn.data.shapes import (
     smooth_noise,
     texture_pattern,
 )
+from dgcn.data.voc import VOCDataset
 
 # Foreground class index c (1..5) is drawn as CLASS_LOOKS[c - 1] = (shape, texture).
 CLASS_LOOKS: tuple[tuple[str, str], ...] = (
@@ -227,45 +229,51 @@ def generate(
     return summaries
 
 
-def _legend_label(cls: int) -> str:
-    """'disc / stripes' for an object class, the bare name for background."""
-    return SYNTHETIC_CLASSES[cls] if cls == 0 else f"{SYNTHETIC_CLASSES[cls]} / {CLASS_LOOKS[cls - 1][1]}"
+def _legend_label(class_names: tuple[str, ...], cls: int) -> str:
+    """'disc / stripes' for an object class of the synthetic set, the bare name for any other class."""
+    if class_names != SYNTHETIC_CLASSES or cls == 0:
+        return class_names[cls]
+    return f"{SYNTHETIC_CLASSES[cls]} / {CLASS_LOOKS[cls - 1][1]}"
 
 
-def contact_sheet(root: Path, ids: list[str], out: Path, columns: int = 6) -> None:
-    """Write a PNG grid: per id the image and its coloured mask side by side (x2, nearest), legend at the bottom."""
+def contact_sheet(source: Path | Reader, ids: list[str], out: Path, columns: int = 6) -> None:
+    """Write a PNG grid: per id the image and its coloured mask side by side (x2, nearest), legend at the bottom.
+
+    `source`: a reader of images and masks (e.g. a VOCDataset), or the root of a synthetic VOC-layout set. An image
+    without a mask shows it all ignore; the legend names the classes the shown masks hold."""
     if not ids:
         raise ValueError("ids must name at least one image")
     _check_positive_int("columns", columns)
-    root = Path(root)
+    reader = VOCDataset(Path(source), "", SYNTHETIC_CLASSES) if isinstance(source, (str, Path)) else source
     palette = voc_palette()
     font = ImageFont.load_default()
-    tiles = []
+    tiles, shown = [], set()
     for image_id in ids:
-        image = Image.open(root / "JPEGImages" / f"{image_id}.jpg").convert("RGB")
-        mask = root / "SegmentationClassAug" / f"{image_id}.png"
-        # an image labelled by its XML annotation alone has no mask: shown as all ignore
-        labels = np.asarray(Image.open(mask)) if mask.is_file() else np.full(image.size[::-1], 255, np.uint8)
-        pair = np.concatenate([np.asarray(image), np.full((image.height, 2, 3), 255, np.uint8), palette[labels]], 1)
+        image = reader.image(image_id)
+        labels = reader.mask(image_id) if reader.has_mask(image_id) else np.full(image.shape[:2], 255, np.uint8)
+        shown |= set(np.unique(labels[labels != 255]).tolist())
+        pair = np.concatenate([image, np.full((image.shape[0], 2, 3), 255, np.uint8), palette[labels]], 1)
         tile = Image.fromarray(pair)
         tiles.append((image_id, tile.resize((tile.width * 2, tile.height * 2), Image.Resampling.NEAREST)))
 
-    gap, caption = 8, 14
+    gap, caption, entry = 8, 14, 120
     tile_w, tile_h = tiles[0][1].size
     num_rows = math.ceil(len(tiles) / columns)
-    width = min(columns, len(tiles)) * (tile_w + gap) + gap
+    width = max(min(columns, len(tiles)) * (tile_w + gap) + gap, 6 * entry + gap)
+    per_row = (width - gap) // entry
+    legend = sorted(shown)
     legend_top = num_rows * (tile_h + caption + gap) + gap
-    sheet = Image.new("RGB", (max(width, 120 * len(SYNTHETIC_CLASSES) + gap), legend_top + 28), "white")
+    sheet = Image.new("RGB", (width, legend_top + 20 * math.ceil(len(legend) / per_row) + 8), "white")
     draw = ImageDraw.Draw(sheet)
     for position, (image_id, tile) in enumerate(tiles):
         x = gap + (position % columns) * (tile_w + gap)
         y = gap + (position // columns) * (tile_h + caption + gap)
         draw.text((x, y), image_id, fill="black", font=font)
         sheet.paste(tile, (x, y + caption))
-    for cls in range(len(SYNTHETIC_CLASSES)):
-        x = gap + cls * 120
+    for position, cls in enumerate(legend):
+        x, y = gap + (position % per_row) * entry, legend_top + 20 * (position // per_row)
         swatch = tuple(int(c) for c in palette[cls])
-        draw.rectangle((x, legend_top, x + 14, legend_top + 14), fill=swatch, outline="black")
-        draw.text((x + 20, legend_top + 1), _legend_label(cls), fill="black", font=font)
+        draw.rectangle((x, y, x + 14, y + 14), fill=swatch, outline="black")
+        draw.text((x + 20, y + 1), _legend_label(reader.class_names, cls), fill="black", font=font)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, format="PNG")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from dataclasses import dataclass
@@ -10,24 +9,31 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from dgcn.data.palette import IGNORE_INDEX, VOC_CLASSES
-from dgcn.errors import InputError
+from dgcn.data.files import (
+    DatasetError,
+    check_file_name,
+    check_mask_size,
+    image_size,
+    listing,
+    read_mask,
+    read_rgb,
+)
+from dgcn.data.palette import VOC_CLASSES
 
-
-class DatasetError(InputError):
-    """The data set on disk is not usable; the message names the first bad file."""
+__all__ = ["DatasetError", "SampleInfo", "VOCDataset", "check_disjoint"]
 
 
 @dataclass(frozen=True)
 class SampleInfo:
-    """What the manifest records per image: id, (height, width) and present foreground classes (1..C-1)."""
+    """What the manifest records per image: id, (height, width), present foreground classes (1..C-1), and whether
+    it has a ground-truth mask."""
 
     name: str
     height: int
     width: int
     classes: tuple[int, ...]
+    masked: bool
 
 
 class VOCDataset:
@@ -70,12 +76,10 @@ class VOCDataset:
         if not names:
             raise DatasetError(f"empty split: {split_file} lists no images")
         for name in names:
-            # an id becomes a path under JPEGImages/: a folder or a NUL in it would read some other file, or crash
-            if name in (".", "..") or any(character in name for character in "/\\\0"):
-                raise DatasetError(f"bad image id {name!r} in {split_file}: an id is a file name without folders")
+            check_file_name(name, str(split_file))
         duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
         if duplicates:
-            raise DatasetError(f"duplicate ids in {split_file}: {_listing(duplicates)}")
+            raise DatasetError(f"duplicate ids in {split_file}: {listing(duplicates)}")
         return names
 
     def __len__(self) -> int:
@@ -87,6 +91,11 @@ class VOCDataset:
     def mask_path(self, name: str) -> Path:
         return self.root / "SegmentationClassAug" / f"{name}.png"
 
+    @property
+    def mask_source(self) -> Path:
+        """Where the masks come from (a resumable stage hashes it)."""
+        return self.root / "SegmentationClassAug"
+
     def annotation_path(self, name: str) -> Path:
         return self.root / "Annotations" / f"{name}.xml"
 
@@ -95,23 +104,11 @@ class VOCDataset:
 
     def image(self, name: str) -> np.ndarray:
         """(H, W, 3) uint8 RGB, a writable array (torch and pydensecrf refuse read-only buffers)."""
-        return np.array(_open_image(self.image_path(name), "RGB"))
+        return read_rgb(self.image_path(name))
 
     def mask(self, name: str) -> np.ndarray:
         """(H, W) uint8 class indices, 255 = ignore; checked against the class range."""
-        path = self.mask_path(name)
-        if not path.is_file():
-            raise DatasetError(f"mask not found: {path}")
-        image = _open_image(path)
-        mask = np.asarray(image)
-        if mask.ndim != 2 or mask.dtype.kind not in "ui":
-            raise DatasetError(f"mask is not a single-channel (palette or grey) image of integer class indices: "
-                               f"{path} has mode {image.mode}")
-        bad = np.unique(mask[(mask >= self.num_classes) & (mask != IGNORE_INDEX)])
-        if bad.size:
-            raise DatasetError(f"mask values {bad.tolist()} outside the class range 0..{self.num_classes - 1} "
-                               f"(and {IGNORE_INDEX} = ignore): {path}")
-        return mask.astype(np.uint8, copy=False)
+        return read_mask(self.mask_path(name), self.num_classes)
 
     def image_labels(self, name: str) -> tuple[int, ...]:
         """Present foreground classes (1..C-1), from the mask or else from the XML annotation."""
@@ -146,17 +143,15 @@ class VOCDataset:
             path = self.image_path(name)
             if not path.is_file():
                 raise DatasetError(f"image not found: {path}")
-            with _open_image(path, "RGB") as image:  # converted too: every later stage reads it as RGB
-                width, height = image.size
-            if self.has_mask(name):
+            height, width = image_size(path)
+            masked = self.has_mask(name)
+            if masked:
                 mask = self.mask(name)
-                if mask.shape != (height, width):
-                    raise DatasetError(f"mask size {mask.shape[1]}x{mask.shape[0]} differs from its image "
-                                       f"{width}x{height}: {self.mask_path(name)}")
+                check_mask_size(mask, (height, width), self.mask_path(name))
                 classes = self._labels_from_mask(mask)
             else:
                 classes = self._labels_from_annotation(name)
-            infos.append(SampleInfo(name, height, width, classes))
+            infos.append(SampleInfo(name, height, width, classes, masked))
         if not any(info.classes for info in infos):
             # every score on such a split is 1.0 (background everywhere), and no classifier can learn from it
             raise DatasetError(f"no foreground in {self.split_file}: none of its {len(infos)} images contains an "
@@ -168,26 +163,4 @@ def check_disjoint(train: VOCDataset, val: VOCDataset) -> None:
     """DatasetError naming the ids that both splits list: a validation image seen in training inflates its scores."""
     shared = sorted(set(train.names) & set(val.names))
     if shared:
-        raise DatasetError(f"{len(shared)} ids in both {train.split_file} and {val.split_file}: {_listing(shared)}")
-
-
-def _listing(names: list[str], limit: int = 10) -> str:
-    """The first `limit` names, comma-separated, with the count of the rest."""
-    shown = ", ".join(names[:limit])
-    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
-
-
-def _open_image(path: Path, mode: str | None = None) -> Image.Image:
-    """Open and fully decode an image (converted to `mode` if given) so corrupt files fail here, naming the file."""
-    try:
-        with warnings.catch_warnings():  # e.g. "Corrupt EXIF data": the decode either fails below or is usable
-            warnings.simplefilter("ignore")
-            image = Image.open(path)
-            image.load()
-            return image if mode is None else image.convert(mode)
-    except FileNotFoundError as error:
-        raise DatasetError(f"image not found: {path}") from error
-    except Exception as error:  # a decoder fed a damaged file raises many types (OSError, ValueError,
-        # SyntaxError, struct.error, EOFError, DecompressionBombError ...): all of them mean a bad file
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise DatasetError(f"unreadable or corrupt image: {path} ({reason})") from error
+        raise DatasetError(f"{len(shared)} ids in both {train.split_file} and {val.split_file}: {listing(shared)}")

@@ -1,0 +1,104 @@
+"""Reading the files of a data set: images, label masks, one-line warnings; every failure names the file."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from dgcn.data.palette import IGNORE_INDEX
+from dgcn.errors import InputError
+
+
+class DatasetError(InputError):
+    """The data set on disk is not usable; the message names the first bad file."""
+
+
+class Reader(Protocol):
+    """What the stages read of a data set's split: images, and masks where `has_mask`."""
+
+    class_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int: ...
+
+    @property
+    def mask_source(self) -> Path | None: ...
+
+    def image(self, name: str) -> np.ndarray: ...
+
+    def mask(self, name: str) -> np.ndarray: ...
+
+    def has_mask(self, name: str) -> bool: ...
+
+
+def warn(message: str) -> None:
+    """One line on stderr: a problem in the data that is skipped, not fatal."""
+    print(f"warning: {' '.join(message.split())}", file=sys.stderr)
+
+
+def open_image(path: Path, mode: str | None = None) -> Image.Image:
+    """Open and fully decode an image (converted to `mode` if given) so corrupt files fail here, naming the file."""
+    try:
+        with warnings.catch_warnings():  # e.g. "Corrupt EXIF data": the decode either fails below or is usable
+            warnings.simplefilter("ignore")
+            image = Image.open(path)
+            image.load()
+            return image if mode is None else image.convert(mode)
+    except FileNotFoundError as error:
+        raise DatasetError(f"image not found: {path}") from error
+    except Exception as error:  # a decoder fed a damaged file raises many types (OSError, ValueError,
+        # SyntaxError, struct.error, EOFError, DecompressionBombError ...): all of them mean a bad file
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise DatasetError(f"unreadable or corrupt image: {path} ({reason})") from error
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB (grey and RGBA converted), a writable array (torch and pydensecrf refuse read-only ones)."""
+    return np.array(open_image(path, "RGB"))
+
+
+def read_mask(path: Path, num_classes: int) -> np.ndarray:
+    """(H, W) uint8 class indices of a palette or grey PNG, 255 = ignore; checked against the class range."""
+    if not path.is_file():
+        raise DatasetError(f"mask not found: {path}")
+    image = open_image(path)
+    mask = np.asarray(image)
+    if mask.ndim != 2 or mask.dtype.kind not in "ui":
+        raise DatasetError(f"mask is not a single-channel (palette or grey) image of integer class indices: "
+                           f"{path} has mode {image.mode}")
+    bad = np.unique(mask[(mask >= num_classes) & (mask != IGNORE_INDEX)])
+    if bad.size:
+        raise DatasetError(f"mask values {bad.tolist()} outside the class range 0..{num_classes - 1} "
+                           f"(and {IGNORE_INDEX} = ignore): {path}")
+    return mask.astype(np.uint8, copy=False)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image, decoded in full so that a corrupt file fails here."""
+    with open_image(path, "RGB") as image:  # converted too: every later stage reads it as RGB
+        width, height = image.size
+    return height, width
+
+
+def check_mask_size(mask: np.ndarray, size: tuple[int, int], path: Path) -> None:
+    """DatasetError naming the mask when its size differs from its image's (height, width)."""
+    if mask.shape != size:
+        raise DatasetError(f"mask size {mask.shape[1]}x{mask.shape[0]} differs from its image {size[1]}x{size[0]}: "
+                           f"{path}")
+
+
+def check_file_name(name: str, where: str) -> None:
+    """An id becomes a path under an images folder: a folder or a NUL in it would read some other file, or crash."""
+    if name in ("", ".", "..") or any(character in name for character in "/\\\0"):
+        raise DatasetError(f"bad image id {name!r} in {where}: an id is a file name without folders")
+
+
+def listing(names: list[str], limit: int = 10) -> str:
+    """The first `limit` names, comma-separated, with the count of the rest."""
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
