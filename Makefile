@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench ablate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	dvc repro evaluate@synthetic
 	python -m stages report --summary artifacts/synthetic/evaluate/summary.json
+
+# Every variant of ablation.yaml over its seeds, on the embedded data set and its harder setting (dvc experiments;
+# commit first: an experiment runs the committed code plus tracked changes).
+ablate: $(STAMP)
+	python -m stages ablate
 
 test: $(STAMP)
 	ruff check .

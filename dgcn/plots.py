@@ -40,6 +40,31 @@ def plot_per_class_iou(ious: dict[str, Sequence[float]], class_names: Sequence[s
     _save(figure, path)
 
 
+# The per-epoch scores of the DGCN supervision against the masks (dgcn.training.dgcn): column -> legend.
+GROWTH_SCORES = {"grown_precision": "grown supervision: precision", "grown_recall": "grown supervision: recall",
+                 "cue_precision": "cues alone: precision", "cue_recall": "cues alone: recall"}
+
+
+def plot_growth(epochs: Sequence[dict[str, float]], path: Path) -> None:
+    """Precision and recall of the grown supervision and of the cues alone, per epoch (GROWTH_SCORES columns); a
+    note instead where the rows have no such column (no masks to score against)."""
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    x = [row["epoch"] for row in epochs]
+    scored = [key for key in GROWTH_SCORES if epochs and key in epochs[0]]
+    for key in scored:
+        axis.plot(x, [row[key] for row in epochs], marker="o", label=GROWTH_SCORES[key],
+                  linestyle="-" if key.startswith("grown") else "--")
+    if not scored:
+        axis.text(0.5, 0.5, "not scored: not every training image has a mask", ha="center", va="center")
+    axis.set_xlabel("epoch")
+    axis.set_ylim(0, 1)
+    axis.set_title("what the graph cut adds to the cues (against the train masks)", fontsize=9)
+    if scored:
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    _save(figure, path)
+
+
 def plot_confusion(conf: np.ndarray, class_names: Sequence[str], path: Path, title: str = "") -> None:
     """Row-normalised confusion matrix (rows = ground truth) as a heat map with percentages."""
     rows = conf / np.maximum(conf.sum(axis=1, keepdims=True), 1)

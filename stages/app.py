@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrain": ("retrain", "Retrain DeepLab (by name in params) with cross-entropy on dense labels, 255 ignored."),
     "evaluate": ("evaluate", "Score the DGCN, retrained and upper-bound networks on val; gather every stage's figure "
                              "into summary.json."),
+    "ablate": ("ablate", "Run the ablation plan (one dvc experiment per variant and seed); summarise each figure over "
+                         "the seeds."),
     "report": ("report", "Print the stage-by-stage mIoU table and the retrained/upper-bound ratio, then what needs "
                          "no mask."),
 }

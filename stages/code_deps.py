@@ -25,8 +25,8 @@ PACKAGES = ("dgcn", "stages")
 # What `python -m stages <command>` runs besides the command's module; app.py's table is not followed on purpose
 # (it imports stage modules lazily, by name), so each command reaches only its own module.
 ENTRY_MODULES = ("stages.__main__", "stages.app")
-# No dvc stage runs `report`: it only prints the evaluate stage's summary.
-NOT_STAGES = ("report",)
+# No dvc stage runs these: `ablate` drives dvc experiments, `report` prints the evaluate stage's summary.
+NOT_STAGES = ("ablate", "report")
 STAGE_CMD = re.compile(r"\bpython3?\s+-m\s+stages\s+([\w-]+)")
 
 

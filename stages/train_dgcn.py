@@ -11,6 +11,7 @@ from dgcn.data.augment import ColorJitter, CropGeometry
 from dgcn.data.crops import LazyStore, NamedFiles
 from dgcn.model_files import load_model, save_model
 from dgcn.models.registry import build_segmenter
+from dgcn.plots import GROWTH_SCORES, plot_growth
 from dgcn.storage import staged_directory
 from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
@@ -23,7 +24,8 @@ from stages.runtime import checkpoint_path, resolve_device, seed_everything, set
 def main(
     cues: Path = typer.Option(..., help="the cues stage's cues.zarr"),
     classifier: Path = typer.Option(..., help="the cues stage's classifier.pt (its trunk starts the network)"),
-    out: Path = typer.Option(..., help="folder for model.pt, metrics.json, train_log.csv, train_steps.csv"),
+    out: Path = typer.Option(..., help="folder for model.pt, metrics.json, train_log.csv, train_steps.csv, "
+                                       "growth.png"),
     manifest: Path = MANIFEST,
     config: Path = CONFIG,
     defaults: Path = DEFAULTS,
@@ -50,6 +52,8 @@ def main(
                            head_lr_mult=optimizer.head_lr_mult, warmup_iters=settings.warmup_iters,
                            decay_every_epochs=settings.decay_every_epochs, decay_gamma=settings.decay_gamma)
     checkpoint = checkpoint_path("train_dgcn", [settings, cut, kernels], [manifest, cues, classifier])
+    # Scoring only, never training: the grown supervision against the masks, when every training image has one.
+    masks = NamedFiles(train.mask_or_none, train.names) if len(train.scored()) == len(train.names) else None
     with SupervisionPool(workers=settings.workers, k=cut.knn_k, threshold=cut.threshold,
                          seed_capacity=cut.seed_capacity,
                          crf_params={**kernels.kernels(), "scale": settings.crf_scale}) as pool:
@@ -57,13 +61,16 @@ def main(
                              cue_store.image_labels, pool, schedule, geometry=geometry, epochs=settings.epochs,
                              batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
                              batchnorm=settings.batchnorm, constrain_weight=settings.constrain_weight,
-                             checkpoint=checkpoint)
+                             masks=masks, checkpoint=checkpoint)
     with staged_directory(out) as folder:
         save_model(folder / "model.pt", model, kind="segmenter", arch=settings.arch,
                    num_outputs=len(data.class_names), options=settings.arch_options)
         write_csv(folder / "train_log.csv", history.epochs)
         write_csv(folder / "train_steps.csv", history.steps)
         final = history.epochs[-1]
+        growth = {key: final[key] for key in GROWTH_SCORES if key in final}
+        plot_growth(history.epochs, folder / "growth.png")
         write_json(folder / "metrics.json", {"final_loss": final["loss"], "final_seeding_loss": final["seeding"],
-                                          "final_constrain_loss": final["constrain"], "epochs": settings.epochs})
+                                          "final_constrain_loss": final["constrain"], "epochs": settings.epochs}
+                   | {f"final_{key}": value for key, value in growth.items()})
     summary("train-dgcn", epochs=settings.epochs, loss=final["loss"])

@@ -86,7 +86,8 @@ def test_dgcn_sample_pads_with_the_mean_and_masks_the_padding() -> None:
     images = _images(rng, [(16, 12)])
     cues = [np.ones((3, 5, 5), np.uint8)]
     data = CueCrops(images, cues, CropGeometry(16), grid=4)
-    image, grid_image, crop_cues, valid, index = data[SampleKey(seed=0, epoch=0, index=0, flip=False)]
+    image, grid_image, crop_cues, valid, mask_grid, index = data[SampleKey(seed=0, epoch=0, index=0, flip=False)]
+    assert (mask_grid == IGNORE_INDEX).all()  # no masks given: nothing to score
     assert image.shape == (3, 16, 16) and grid_image.shape == (4, 4, 3) and crop_cues.shape == (3, 4, 4)
     assert index == 0 and valid.dtype == bool
     assert torch.equal(image[:, :, 12:], torch.zeros(3, 16, 4))  # columns past the image: 0, the mean
@@ -98,6 +99,18 @@ def test_dgcn_sample_pads_with_the_mean_and_masks_the_padding() -> None:
     np.testing.assert_array_equal(flipped[1], grid_image[:, ::-1])
     np.testing.assert_array_equal(flipped[2], crop_cues[..., ::-1])
     np.testing.assert_array_equal(flipped[3], valid[:, ::-1])
+
+
+def test_dgcn_sample_mask_follows_the_crop_and_is_ignore_on_padding() -> None:
+    rng = np.random.default_rng(1)
+    images = _images(rng, [(16, 12)])
+    mask = np.repeat(np.arange(12, dtype=np.uint8)[None] // 3, 16, axis=0)  # columns 0-2 -> 0, 3-5 -> 1, ...
+    data = CueCrops(images, [np.ones((4, 5, 5), np.uint8)], CropGeometry(16), grid=4, masks=[mask])
+    *_, mask_grid, _ = data[SampleKey(seed=0, epoch=0, index=0, flip=False)]
+    # grid columns sample window columns 2, 6, 10 (mask 0, 2, 3) and 14 (padding)
+    assert mask_grid.tolist() == [[0, 2, 3, IGNORE_INDEX]] * 4
+    flipped = data[SampleKey(seed=0, epoch=0, index=0, flip=True)][4]
+    np.testing.assert_array_equal(flipped, mask_grid[:, ::-1])
 
 
 def test_retrain_sample_scales_crops_and_pads_labels_with_ignore() -> None:
@@ -244,3 +257,45 @@ def test_dgcn_training_masks_padded_pixels_in_both_losses(monkeypatch: pytest.Mo
         assert np.array_equal(mask, expected) or np.array_equal(mask, expected[:, ::-1])
     assert not (supervision * ~valid[:, None]).any() and supervision.any()
 
+
+
+def _train_small_dgcn(threshold: float, masks: list[np.ndarray] | None, constrain_weight: float = 1.0):
+    """(weights, log) of one epoch of a 3-class DGCN on four 24x24 images (8x8 cue grid)."""
+    rng = np.random.default_rng(2)
+    images = _images(rng, [(24, 24)] * 4)
+    cues = np.zeros((4, 3, 8, 8), np.uint8)
+    cues[:, 0, :2], cues[:, 1, 6:] = 1, 1
+    torch.manual_seed(0)
+    model = build_segmenter("small", 3, width=4)
+    schedule = SGDSchedule(lr=0.01, momentum=0.9, weight_decay=0.0, head_lr_mult=10.0, warmup_iters=1,
+                           decay_every_epochs=1, decay_gamma=1.0)
+    with SupervisionPool(workers=0, k=4, threshold=threshold) as pool:
+        log = train_dgcn(model, images, cues, np.array([[1, 1, 0]] * 4, np.uint8), pool, schedule,
+                         geometry=CropGeometry(24), epochs=1, batch_size=4, seed=0, masks=masks,
+                         constrain_weight=constrain_weight)
+    return model.state_dict(), log
+
+
+def test_growth_is_scored_against_masks_without_touching_training() -> None:
+    masks = [np.repeat(np.where(np.arange(24) < 12, 0, 1).astype(np.uint8)[:, None], 24, axis=1)] * 4  # top: 0
+    weights, log = _train_small_dgcn(0.7, masks)
+    unscored_weights, unscored = _train_small_dgcn(0.7, None)
+    assert all(torch.equal(weights[name], unscored_weights[name]) for name in weights)
+    assert "grown_precision" not in unscored.epochs[0]
+    row = log.epochs[0]
+    assert row["cue_precision"] == 1.0  # every cue agrees with these masks
+    assert 0 < row["cue_recall"] < 1 and row["grown_recall"] >= row["cue_recall"]
+    # No growth (threshold 1: supervision = cues): the grown scores are the cues' scores.
+    _, seeds_only = _train_small_dgcn(1.0, masks)
+    assert seeds_only.epochs[0]["grown_precision"] == seeds_only.epochs[0]["cue_precision"]
+    assert seeds_only.epochs[0]["grown_recall"] == seeds_only.epochs[0]["cue_recall"]
+
+
+def test_constrain_weight_scales_the_constrain_loss() -> None:
+    weights, log = _train_small_dgcn(0.7, None, constrain_weight=1.0)
+    seeding_only_weights, seeding_only = _train_small_dgcn(0.7, None, constrain_weight=0.0)
+    assert any(not torch.equal(weights[name], seeding_only_weights[name]) for name in weights)
+    for step in seeding_only.steps:
+        assert step["loss"] == pytest.approx(step["seeding"], abs=1e-6) and step["constrain"] > 0
+    for step in log.steps:
+        assert step["loss"] == pytest.approx(step["seeding"] + step["constrain"], abs=1e-5)

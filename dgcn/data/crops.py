@@ -119,24 +119,36 @@ class CueCrops(CropDataset):
     grid for the training CRF, and which grid pixels are image rather than padding.
 
     images: (H_i, W_i, 3) uint8 per sample; cues: (C, G, G) uint8 per sample over the whole image; grid: the network's
-    output side for a crop_size input. An item is (image (3, S, S) float32, grid_image (g, g, 3) uint8, cues
-    (C, g, g) uint8, valid (g, g) bool, index).
+    output side for a crop_size input; masks: None, or per sample the (H_i, W_i) uint8 ground truth (or None), for
+    scoring only. An item is (image (3, S, S) float32, grid_image (g, g, 3) uint8, cues (C, g, g) uint8, valid (g, g)
+    bool, mask_grid (g, g) uint8: the mask cropped and zoomed like the grid image, IGNORE_INDEX on padding and where
+    there is no mask, index).
     """
 
-    def __init__(self, images: Indexed, cues: Indexed, geometry: CropGeometry, grid: int) -> None:
+    def __init__(self, images: Indexed, cues: Indexed, geometry: CropGeometry, grid: int,
+                 masks: Indexed | None = None) -> None:
         super().__init__(images, geometry)
-        if len(cues) != len(images):
-            raise ValueError(f"{len(cues)} cue maps for {len(images)} images")
+        if len(cues) != len(images) or (masks is not None and len(masks) != len(images)):
+            raise ValueError(f"{len(cues)} cue maps and {'no' if masks is None else len(masks)} masks for "
+                             f"{len(images)} images")
         self.cues = cues
         self.grid = grid
+        self.masks = masks
 
-    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, int]:
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         _, image, crop = self._place(key)
         # The CRF's colours: the crop padded with the mean colour, zoomed to the grid (spec 2.5).
         grid_image = resize_image(crop.window(image, MEAN_RGB), (self.grid, self.grid))
         cues = remap_cues(np.asarray(self.cues[key.index]), crop, self.grid)
+        mask = None if self.masks is None else self.masks[key.index]
+        if mask is None:
+            mask_grid = np.full((self.grid, self.grid), IGNORE_INDEX, np.uint8)
+        else:
+            window = crop.window(resize_labels(np.asarray(mask), image.shape[:2]), IGNORE_INDEX)
+            mask_grid = resize_labels(window, (self.grid, self.grid))
         return (_mirror_tensor(normalized_window(image, crop), key.flip), _mirror(grid_image, key.flip, axis=1),
-                _mirror(cues, key.flip), _mirror(crop.valid_grid(self.grid), key.flip), key.index)
+                _mirror(cues, key.flip), _mirror(crop.valid_grid(self.grid), key.flip), _mirror(mask_grid, key.flip),
+                key.index)
 
 
 class LabelCrops(CropDataset):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dgcn.cues import cue_quality
 from dgcn.data.augment import CropGeometry
 from dgcn.data.crops import CueCrops, Indexed
 from dgcn.losses import constrain_loss, seeding_loss, smoothed_softmax
@@ -37,7 +38,7 @@ class SGDSchedule:
 def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_labels: np.ndarray,
                pool: SupervisionPool, schedule: SGDSchedule, *, geometry: CropGeometry, epochs: int, batch_size: int,
                seed: int, data_workers: int = 0, batchnorm: str = "train", constrain_weight: float = 1.0,
-               checkpoint: Path | None = None) -> TrainingLog:
+               masks: Indexed | None = None, checkpoint: Path | None = None) -> TrainingLog:
     """Train the segmentation network from cues on random crops of the native images (spec 2.6).
 
     images: (H_i, W_i, 3) uint8 per sample, native size; cues: (C, G, G) uint8 per sample over the whole image;
@@ -47,11 +48,14 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
     device; the cuts and CRFs run on the CPU workers of `pool`, the reading on `data_workers` DataLoader processes
     (results do not depend on either count). batchnorm: "train" or "frozen" (dgcn.training.batchnorm).
     Loss: seeding + constrain_weight x constrain (0: the seeding loss alone).
+    masks: None, or every sample's ground truth, for scoring only: each step then also logs the precision and recall
+    (coverage) of the grown supervision and of the cues alone against the masks on the crop's grid
+    (grown_precision, grown_recall, cue_precision, cue_recall; dgcn.cues.cue_quality).
     """
     apply_batchnorm_policy(model, batchnorm)
     device = next(model.parameters()).device
     grid = -(-geometry.crop_size // model.output_stride)
-    loader = EpochLoader(CueCrops(images, cues, geometry, grid), batch_size=batch_size, seed=seed,
+    loader = EpochLoader(CueCrops(images, cues, geometry, grid, masks), batch_size=batch_size, seed=seed,
                          workers=data_workers, pin_memory=device.type == "cuda")
     optimizer = sgd_with_head_lr(model, lr=schedule.lr, momentum=schedule.momentum,
                                  weight_decay=schedule.weight_decay, head_lr_mult=schedule.head_lr_mult)
@@ -61,7 +65,7 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
     classes = [np.flatnonzero(row) for row in image_labels]
 
     def step(batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
-        x, grid_images, crop_cues, valid, indices = batch
+        x, grid_images, crop_cues, valid, mask_grid, indices = batch
         out = model(network_input(x, device))
         if out.scores.shape[-2:] != crop_cues.shape[-2:]:
             raise ValueError(f"the network's output grid {tuple(out.scores.shape[-2:])} for {geometry.crop_size}-pixel "
@@ -77,7 +81,15 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {"loss": loss.item(), "seeding": seeding.item(), "constrain": constrain.item()}
+        scores = {} if masks is None else _growth_scores(supervision, crop_cues.numpy(), mask_grid.numpy())
+        return {"loss": loss.item(), "seeding": seeding.item(), "constrain": constrain.item(), **scores}
 
     return fit(model=model, optimizer=optimizer, scheduler=scheduler, step=step, batches=loader, epochs=epochs,
                checkpoint=checkpoint, desc="dgcn")
+
+
+def _growth_scores(supervision: np.ndarray, cues: np.ndarray, mask_grid: np.ndarray) -> dict[str, float]:
+    """Precision and recall (coverage) of the grown supervision and of the cues against the ground truth of a batch."""
+    grown, seeds = cue_quality(supervision, mask_grid), cue_quality(cues, mask_grid)
+    return {"grown_precision": grown.precision, "grown_recall": grown.coverage,
+            "cue_precision": seeds.precision, "cue_recall": seeds.coverage}
