@@ -5,9 +5,11 @@ resolution, and as the export would store them on its grid (longer side 321 at s
 square 41x41 grid. Each row gives the mIoU of the labels as they are (for the grids: the export's pseudo-label,
 `evidence_labels`), after the former crf stage (a hard label at 0.7 or 0.99, the rest spread over the image's other
 classes) and after the current one (`evidence_unary` at several `crf.grown_confidence`). With --artifacts, the same
-columns for a pipeline run's exported evidence (e.g. artifacts/synthetic after `dvc repro export@synthetic`).
+columns for a pipeline run's exported evidence (e.g. artifacts/synthetic after `dvc repro export@synthetic`). With
+--markdown, the rows also go to that file as one markdown table (the README copies docs/figures/crf_voc_mini.md).
 
-Run: python tests/benchmarks/crf_figures.py [--artifacts artifacts/synthetic]   (about 2 min on 2 cores per table)
+Run: python tests/benchmarks/crf_figures.py [--artifacts artifacts/synthetic] [--markdown docs/figures/crf_voc_mini.md]
+(about 2 min on 2 cores per table)
 """
 
 from __future__ import annotations
@@ -51,9 +53,9 @@ def miou(masks: Sequence[np.ndarray], labels: Iterator[np.ndarray], num_classes:
 
 def row(name: str, images: Callable[[], Iterator[np.ndarray]], masks: Sequence[np.ndarray],
         evidence: Sequence[Evidence], kernels: dict, num_classes: int,
-        hard: Sequence[np.ndarray] | None = None) -> None:
-    """Print one table row: labels as they are, after the hard-label CRF (on `hard`, by default the pseudo-labels of
-    the evidence), after the evidence CRF."""
+        hard: Sequence[np.ndarray] | None = None) -> str:
+    """Print and return one table row: labels as they are, after the hard-label CRF (on `hard`, by default the
+    pseudo-labels of the evidence), after the evidence CRF."""
     pseudo = [evidence_labels(item, mask.shape)[0] for item, mask in zip(evidence, masks, strict=True)]
     figures = [miou(masks, iter(pseudo), num_classes)]
     for confidence in HARD:
@@ -64,16 +66,19 @@ def row(name: str, images: Callable[[], Iterator[np.ndarray]], masks: Sequence[n
     for confidence in SOFT:
         refined = iter_crf_labels(images(), iter(evidence), confidence=confidence, workers=WORKERS, **kernels)
         figures.append(miou(masks, refined, num_classes))
-    print(f"| {name} | " + " | ".join(f"{value:.3f}" for value in figures) + " |", flush=True)
+    line = f"| {name} | " + " | ".join(f"{value:.3f}" for value in figures) + " |"
+    print(line, flush=True)
+    return line
 
 
-def header(first: str) -> None:
+def header() -> list[str]:
+    """The table's two header lines."""
     columns = ["as is", *(f"hard {c}" for c in HARD), *(f"evidence {c}" for c in SOFT)]
-    print(f"| {first} | " + " | ".join(columns) + " |")
-    print("|---" * (len(columns) + 1) + "|")
+    return ["| labels in | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
 
 
-def voc_mini(params: dict) -> None:
+def voc_mini(params: dict) -> list[str]:
+    """The voc-mini rows, printed under their header; returns the rows."""
     images, masks, present = [], [], []
     for split in ("train_aug", "val"):
         dataset = VOCDataset(REPO / "tests/data/voc-mini", split)
@@ -84,40 +89,47 @@ def voc_mini(params: dict) -> None:
     num_classes, kernels = 21, params["dense_crf"]
     threshold, input_size = params["graph_cut"]["threshold"], params["export"]["input_size"]
     grids = {
-        "ground truth, full resolution": [mask.shape for mask in masks],
-        "on the export grid (longer side 321 / 8)": [
+        "voc-mini ground truth, full resolution": [mask.shape for mask in masks],
+        f"voc-mini ground truth on the export grid (longer side {input_size} / 8)": [
             tuple(-(-side // 8) for side in long_side_shape(mask.shape, input_size)) for mask in masks],
-        "on a 41x41 grid (the former square export)": [(41, 41)] * len(masks),
+        "voc-mini ground truth on a 41x41 grid (the former square export)": [(41, 41)] * len(masks),
     }
-    print(f"voc-mini: {len(images)} photos, mIoU of the ground truth through the crf stage")
-    header("labels in")
+    print(f"voc-mini: {len(images)} photos, mIoU of the ground truth through the crf stage", *header(), sep="\n")
+    rows = []
     for name, shapes in grids.items():
         evidence = [evidence_from_labels(mask, shape, classes, num_classes, threshold=threshold)
                     for mask, shape, classes in zip(masks, shapes, present, strict=True)]
         full = shapes[0] == masks[0].shape  # the masks themselves, ignore pixels included, as the issue measured
-        row(name, lambda: iter(images), masks, evidence, kernels, num_classes, hard=masks if full else None)
+        rows.append(row(name, lambda: iter(images), masks, evidence, kernels, num_classes,
+                        hard=masks if full else None))
+    return rows
 
 
-def pipeline_run(artifacts: Path, params: dict) -> None:
+def pipeline_run(artifacts: Path, params: dict) -> str:
+    """The row of a pipeline run's exported evidence against its train masks, printed under its header."""
     from stages.manifest import Manifest  # only here: the voc-mini table needs no pipeline
 
     train = Manifest.load(artifacts / "prepare/manifest.json").train
     store = EvidenceStore(artifacts / "export/evidence.zarr")
     masks = [train.dataset.mask(name) for name in train.names]
-    print(f"\n{artifacts}: {len(masks)} training images, mIoU of the exported pseudo-labels through the crf stage")
-    header("labels in")
-    row("exported evidence", lambda: (train.dataset.image(name) for name in train.names), masks, list(store),
-        params["dense_crf"], len(store.class_names))
+    print(f"\n{artifacts}: {len(masks)} training images, mIoU of the exported pseudo-labels through the crf stage",
+          *header(), sep="\n")
+    return row(f"{artifacts}: exported evidence (train)", lambda: (train.dataset.image(name) for name in train.names),
+               masks, list(store), params["dense_crf"], len(store.class_names))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, help="a data set's artifacts folder with prepare/ and export/")
+    parser.add_argument("--markdown", type=Path, help="also write the rows to this file as one markdown table")
     args = parser.parse_args()
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    voc_mini(params)
+    rows = voc_mini(params)
     if args.artifacts is not None:
-        pipeline_run(args.artifacts, params)
+        rows.append(pipeline_run(args.artifacts, params))
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text("\n".join([*header(), *rows]) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
