@@ -87,7 +87,9 @@ def voc_mini(params: dict) -> list[str]:
             masks.append(dataset.mask(name))
             present.append([0, *dataset.image_labels(name)])
     num_classes, kernels = 21, params["dense_crf"]
-    threshold, input_size = params["graph_cut"]["threshold"], params["export"]["input_size"]
+    # The export's own cut rule; null (no cut) grows nothing, as a threshold no share exceeds.
+    threshold = 1.0 if params["export"]["threshold"] is None else params["export"]["threshold"]
+    input_size = params["export"]["input_size"]
     grids = {
         "voc-mini ground truth, full resolution": [mask.shape for mask in masks],
         f"voc-mini ground truth on the export grid (longer side {input_size} / 8)": [
