@@ -89,9 +89,9 @@ def main(
         rows = zip(names, _rounded(val["iou"]), _rounded(upper["iou"]), strict=True)
         write_csv(folder / "per_class_iou.csv",
                   [{"class": name, "val_iou": v, "upper_bound_iou": u} for name, v, u in rows])
-        plot_per_class_iou({"DGCN network + CRF": dgcn["iou"], "retrained on DGCN labels": val["iou"],
+        plot_per_class_iou({"DGCN network + CRF": dgcn["iou"], "retrained on pseudo-labels": val["iou"],
                             "fully supervised": upper["iou"]}, names, folder / "per_class_iou.png")
-        title = "val, retrained on DGCN labels" if val_scored else f"val not scored: {not_scored['val']}"
+        title = "val, retrained on pseudo-labels" if val_scored else f"val not scored: {not_scored['val']}"
         plot_confusion(scores["retrained"].counts, names, folder / "confusion.png", title=title)
         gallery_predictions = results["retrained"][1]
         _gallery(data, models["retrained"], gallery_predictions, stores, settings, crf_kernels, folder / "gallery.png")
