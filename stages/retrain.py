@@ -16,7 +16,16 @@ from dgcn.training.retrain import train_segmenter
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import RetrainParams, load_params
-from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
+from stages.runtime import (
+    checkpoint_path,
+    discard_checkpoint,
+    resolve_device,
+    seed_everything,
+    set_threads,
+    summary,
+    write_csv,
+    write_json,
+)
 
 
 def main(
@@ -60,5 +69,6 @@ def main(
         write_csv(folder / "train_log.csv", history.epochs)
         write_json(folder / "metrics.json", {"final_loss": history.epochs[-1]["loss"],
                                           "labelled_fraction": round(labelled_fraction(every_map), 4)})
+    discard_checkpoint(checkpoint)
     summary("retrain", labels="ground truth" if ground_truth else labels, epochs=settings.epochs,
             loss=history.epochs[-1]["loss"])

@@ -17,7 +17,16 @@ from dgcn.training.dgcn import SGDSchedule, train_dgcn
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import DenseCRFParams, GraphCutParams, TrainDGCNParams, load_params
-from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
+from stages.runtime import (
+    checkpoint_path,
+    discard_checkpoint,
+    resolve_device,
+    seed_everything,
+    set_threads,
+    summary,
+    write_csv,
+    write_json,
+)
 
 
 def main(
@@ -65,4 +74,5 @@ def main(
         final = history.epochs[-1]
         write_json(folder / "metrics.json", {"final_loss": final["loss"], "final_seeding_loss": final["seeding"],
                                           "final_constrain_loss": final["constrain"], "epochs": settings.epochs})
+    discard_checkpoint(checkpoint)
     summary("train-dgcn", epochs=settings.epochs, loss=final["loss"])

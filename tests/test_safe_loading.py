@@ -43,17 +43,18 @@ def test_legitimate_model_file_still_loads(tmp_path: Path) -> None:
                                                    strict=True))
 
 
-def test_crafted_checkpoint_runs_nothing_and_is_named(tmp_path: Path) -> None:
+def test_crafted_checkpoint_runs_nothing_and_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     checkpoint, marker = tmp_path / "last.pt", tmp_path / "pwned"
     model = torch.nn.Linear(2, 2)
     torch.save({"model": model.state_dict(), "optimizer": Payload(marker), "scheduler": {}, "epoch": 0,
                 "log": {"epochs": [], "steps": []}}, checkpoint)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    with pytest.raises(ModelFileError, match=rf"^unreadable checkpoint {checkpoint}: "):
-        fit(model=model, optimizer=optimizer, scheduler=scheduler, step=lambda batch: {"loss": 0.0},
-            batches=lambda epoch: [], epochs=1, checkpoint=checkpoint)
-    assert not marker.exists()
+    log = fit(model=model, optimizer=optimizer, scheduler=scheduler, step=lambda batch: {"loss": 0.0},
+              batches=lambda epoch: [], epochs=1, checkpoint=checkpoint)
+    assert not marker.exists() and [row["epoch"] for row in log.epochs] == [1]  # trained from the start
+    assert capsys.readouterr().err.startswith(f"warning: damaged checkpoint {checkpoint} (UnpicklingError: ")
+    assert (tmp_path / "last.pt.damaged").is_file()
 
 
 def test_crafted_cue_pickle_runs_nothing_and_is_named(tmp_path: Path) -> None:
