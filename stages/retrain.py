@@ -12,20 +12,12 @@ from dgcn.errors import InputError
 from dgcn.model_files import save_model
 from dgcn.models.registry import build_segmenter
 from dgcn.storage import LabelStore, staged_directory
+from dgcn.training.loop import discard_checkpoint
 from dgcn.training.retrain import train_segmenter
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import RetrainParams, load_params
-from stages.runtime import (
-    checkpoint_path,
-    discard_checkpoint,
-    resolve_device,
-    seed_everything,
-    set_threads,
-    summary,
-    write_csv,
-    write_json,
-)
+from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
 
 
 def main(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -91,11 +90,3 @@ def checkpoint_path(stage: str, settings: list[BaseModel], inputs: list[Path],
             digest.update(str(file.relative_to(root)).encode() if file != root else b"")
             digest.update(file.read_bytes())
     return scratch / "checkpoints" / stage / digest.hexdigest()[:16] / "last.pt"
-
-
-def discard_checkpoint(checkpoint: Path) -> None:
-    """Delete a stage's checkpoint once its outputs are published, and its folder if that is now empty: the next run
-    (`dvc repro --force`) trains from the start instead of returning the finished state."""
-    checkpoint.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        checkpoint.parent.rmdir()  # not empty: something else (a set-aside damaged checkpoint) is kept there

@@ -14,19 +14,11 @@ from dgcn.models.registry import build_segmenter
 from dgcn.storage import staged_directory
 from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
+from dgcn.training.loop import discard_checkpoint
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import DenseCRFParams, GraphCutParams, TrainDGCNParams, load_params
-from stages.runtime import (
-    checkpoint_path,
-    discard_checkpoint,
-    resolve_device,
-    seed_everything,
-    set_threads,
-    summary,
-    write_csv,
-    write_json,
-)
+from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
 
 
 def main(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable, Iterator, Mapping, Sized
@@ -119,6 +120,14 @@ def _resume(checkpoint: Path | None, model: torch.nn.Module, optimizer: torch.op
         return TrainingLog(epochs=[], steps=[]), 0
     log_line(f"{desc}: resuming after epoch {start} from checkpoint {checkpoint}")
     return log, start
+
+
+def discard_checkpoint(checkpoint: Path) -> None:
+    """Delete a checkpoint once the run's outputs are safe, and its folder if that is now empty, so that the next run
+    trains from the start instead of returning the finished state."""
+    checkpoint.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        checkpoint.parent.rmdir()  # not empty: something else (a set-aside damaged checkpoint) is kept there
 
 
 def _save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
