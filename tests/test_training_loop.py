@@ -114,6 +114,10 @@ def test_epoch_batches_depend_on_seed_and_epoch_only() -> None:
     assert all(np.array_equal(a.indices, b.indices) and np.array_equal(a.flips, b.flips)
                for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0].indices, epoch_batches(10, 4, seed=1, epoch=3)[0].indices)
+    other_seed = epoch_batches(10, 4, seed=2, epoch=2)
+    assert not all(np.array_equal(a.indices, b.indices) for a, b in zip(first, other_seed, strict=True))
+    flips = [np.concatenate([b.flips for b in epoch_batches(40, 40, seed=seed, epoch=2)]) for seed in (1, 2)]
+    assert not np.array_equal(*flips)
 
 
 def test_mirror_flips_only_selected_samples() -> None:
