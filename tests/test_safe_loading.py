@@ -78,3 +78,17 @@ def test_legitimate_cue_pickle_still_loads_with_any_protocol(tmp_path: Path, pro
     names, imported, _ = import_published_cues(tmp_path / "cues.pickle", tmp_path / "input_list.txt",
                                                num_classes=3, grid=4)
     assert names == ["a"] and np.array_equal(imported, cues)
+
+
+def test_numpy_1_cue_pickle_still_loads(tmp_path: Path) -> None:
+    # The published file was written by numpy 1, whose arrays unpickle through numpy.core.multiarray
+    cues = np.zeros((1, 3, 4, 4), np.uint8)
+    cues[0, 1, 2, 3] = cues[0, 0, 0, 0] = 1
+    export_published_cues(tmp_path / "cues.pickle", tmp_path / "input_list.txt", ["a"], cues,
+                          np.array([[1, 1, 0]], np.uint8))
+    payload = pickle.dumps(pickle.loads((tmp_path / "cues.pickle").read_bytes()), protocol=2)
+    assert b"numpy._core" in payload
+    (tmp_path / "cues.pickle").write_bytes(payload.replace(b"numpy._core", b"numpy.core"))
+    names, imported, _ = import_published_cues(tmp_path / "cues.pickle", tmp_path / "input_list.txt",
+                                               num_classes=3, grid=4)
+    assert names == ["a"] and np.array_equal(imported, cues)

@@ -31,7 +31,7 @@ class Mutation:
     id: str
     file: str
     edits: tuple[tuple[str, str], ...]  # (original snippet, mutated snippet)
-    tests: tuple[str, ...]  # pytest arguments: files, node ids, -k expressions
+    tests: tuple[str, ...]  # pytest arguments: files or node ids, then optionally -k and an expression (last)
     what: str
 
 
@@ -86,7 +86,7 @@ MUTATIONS: list[Mutation] = [
       "resize_long never draws its upper bound"),
     m("O10", "dgcn/data/augment.py", "rng.uniform(max(0.0, 1 - amount), 1 + amount)",
       "rng.uniform(1 - amount, 1 + amount)", "tests/test_crops.py tests/test_params.py",
-      "colour jitter factor not floored at 0"),
+      "colour jitter factor not floored at 0 (equivalent for params, which cap amounts at 1)"),
     m("O11", "dgcn/data/crops.py", "torch.from_numpy(_mirror(labels, key.flip)).long()",
       "torch.from_numpy(_mirror(labels, False)).long()", "tests/test_crops.py tests/test_training_loop.py",
       "retraining labels not mirrored with their image"),
@@ -122,7 +122,8 @@ MUTATIONS: list[Mutation] = [
     m("O25", "dgcn/training/loop.py", "        checkpoint.parent.rmdir()", "        pass",
       "tests/test_stage_errors.py -k checkpoint", "the empty checkpoint folder is kept"),
     m("O26", "dgcn/training/loop.py", "        return TrainingLog(epochs=[], steps=[]), 0\n    log_line(",
-      "        raise\n    log_line(", "tests/test_training_loop.py -k damaged tests/test_safe_loading.py",
+      "        raise\n    log_line(",
+      "tests/test_safe_loading.py tests/test_training_loop.py -k damaged or crafted_checkpoint",
       "a damaged checkpoint still fails the run"),
 ]
 
