@@ -100,6 +100,7 @@ def _clean_errors(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def _terminated(signum: int, frame: object) -> None:
+    """The SIGTERM handler of sigterm_exits: exit as a shell reports a signal's death (128 + signal number)."""
     raise SystemExit(128 + signum)
 
 
@@ -115,7 +116,7 @@ def sigterm_exits() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: not set from Python
 
 
 class LazyStages(typer.core.TyperGroup):
