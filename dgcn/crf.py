@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from functools import partial
 
 import numpy as np
 import pydensecrf.densecrf as dcrf
+
+from dgcn.workers import process_pool
 
 
 def dense_crf(
@@ -56,7 +57,8 @@ def iter_dense_crf(
 ) -> Iterator[np.ndarray]:
     """Yield dense_crf(image, probs, **params) for each pair, in order, with `workers` processes (0 = in-process).
 
-    Streams: at most 2 * workers pairs are in flight, so arbitrarily long iterators fit in memory.
+    Streams: at most 2 * workers pairs are in flight, so arbitrarily long iterators fit in memory. The workers die
+    with this process (dgcn.workers); iterate from the main thread.
     """
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
@@ -66,7 +68,7 @@ def iter_dense_crf(
         yield from map(run, pairs)
         return
     pending: deque[Future[np.ndarray]] = deque()
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with process_pool(workers) as pool:
         for pair in pairs:
             pending.append(pool.submit(run, pair))
             if len(pending) >= 2 * workers:

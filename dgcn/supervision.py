@@ -6,7 +6,6 @@ than one), so threads could not overlap them with each other or with the trainin
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
@@ -17,6 +16,7 @@ import torch
 
 from dgcn.crf import dense_crf_many
 from dgcn.graphcut import grow_supervision, knn_edges_batch
+from dgcn.workers import process_pool
 
 # Training-time CRF at the feature grid: both sxy values divided by 12 (spec 2.5).
 TRAINING_CRF_PARAMS: Mapping[str, float] = {"scale": 1 / 12}
@@ -87,7 +87,8 @@ class SupervisionPool:
     """Computes a batch's supervision and CRF targets (submit), or its supervision alone (grow, for export), in
     `workers` processes while the caller carries on.
 
-    Use as a context manager; workers=0 computes in-process inside submit / grow (tests, debugging). kNN graphs are
+    Use as a context manager, from the main thread; the workers die with this process, even when it is killed
+    (see dgcn.workers). workers=0 computes in-process inside submit / grow (tests, debugging). kNN graphs are
     built on the features' device in submit / grow; only index arrays and copies of the other inputs reach the workers,
     so results are deterministic and independent of the worker count.
     """
@@ -111,7 +112,7 @@ class SupervisionPool:
 
     def __enter__(self) -> SupervisionPool:
         if self.workers > 0:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._executor = process_pool(self.workers)
             # Start the processes (and their imports) now rather than on the first training step.
             for _ in range(self.workers):
                 self._executor.submit(_ready)

@@ -10,8 +10,11 @@ import difflib
 import functools
 import importlib
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
@@ -88,7 +91,8 @@ def _clean_errors(command: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(command)
     def run(*args, **kwargs) -> None:
         try:
-            command(*args, **kwargs)
+            with sigterm_exits():
+                command(*args, **kwargs)
         except Exception as error:
             if not anticipated(error):
                 raise
@@ -96,6 +100,26 @@ def _clean_errors(command: Callable[..., None]) -> Callable[..., None]:
             raise typer.Exit(1) from error
 
     return run
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """The SIGTERM handler of sigterm_exits: exit as a shell reports a signal's death (128 + signal number)."""
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """Within the block, SIGTERM raises SystemExit(143) in the main thread, so that context managers run: worker
+    pools stop their workers, staged outputs are removed. (SIGTERM's default action ends the process on the spot.)
+    Elsewhere than in the main thread, where Python cannot set handlers, the block changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: not set from Python
 
 
 class LazyStages(typer.core.TyperGroup):

@@ -12,6 +12,7 @@ from dgcn.errors import InputError
 from dgcn.model_files import save_model
 from dgcn.models.registry import build_segmenter
 from dgcn.storage import LabelStore, staged_directory
+from dgcn.training.loop import discard_checkpoint
 from dgcn.training.retrain import train_segmenter
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
@@ -54,12 +55,12 @@ def main(
         inputs = [train.dataset.mask_source]
     model = build_segmenter(settings.arch, len(data.class_names), pretrained=settings.pretrained,
                             **settings.arch_options).to(resolve_device(settings.device, "retrain.device"))
+    checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs])
     if not names:  # nothing to learn from: the untrained network, and why (evaluate leaves it unscored)
         metrics, log = {"trained_images": 0, "not_trained": "no training image has a ground-truth mask"}, []
     else:
         geometry = CropGeometry(settings.crop_size, scale_range=tuple(settings.scale_range),
                                 jitter=ColorJitter(**settings.color_jitter.model_dump()))
-        checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs])
         optimizer = settings.optimizer
         log = train_segmenter(model, NamedFiles(train.dataset.image, names), targets, geometry=geometry,
                               batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
@@ -73,4 +74,5 @@ def main(
                    num_outputs=len(data.class_names), options=settings.arch_options)
         write_csv(folder / "train_log.csv", log)
         write_json(folder / "metrics.json", metrics)
+    discard_checkpoint(checkpoint)
     summary("retrain", labels="ground truth" if ground_truth else labels, epochs=settings.epochs, **metrics)

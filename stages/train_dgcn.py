@@ -15,6 +15,7 @@ from dgcn.plots import GROWTH_SCORES, plot_growth
 from dgcn.storage import staged_directory
 from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
+from dgcn.training.loop import discard_checkpoint
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import DenseCRFParams, GraphCutParams, TrainDGCNParams, load_params
@@ -73,4 +74,5 @@ def main(
         write_json(folder / "metrics.json", {"final_loss": final["loss"], "final_seeding_loss": final["seeding"],
                                           "final_constrain_loss": final["constrain"], "epochs": settings.epochs}
                    | {f"final_{key}": value for key, value in growth.items()})
+    discard_checkpoint(checkpoint)
     summary("train-dgcn", epochs=settings.epochs, loss=final["loss"])

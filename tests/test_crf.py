@@ -62,3 +62,29 @@ def test_read_only_image_is_accepted() -> None:
     image.setflags(write=False)
     probs = np.full((2, 8, 8), 0.5, np.float32)
     assert dense_crf(image, probs, iterations=1).shape == (2, 8, 8)
+
+
+def test_bilateral_sxy_is_spatial_and_srgb_is_colour() -> None:
+    # On a black image the bilateral kernel is spatial only (colour features all 0, whatever their width, so even
+    # the permutohedral lattice is the same): its colour width cannot matter, its spatial width must
+    _, probs, _ = two_region_scene()
+    flat = np.zeros((*probs.shape[1:], 3), np.uint8)
+    narrow, wide = (dense_crf(flat, probs, gaussian_compat=0.0, bilateral_srgb=s) for s in (3.0, 60.0))
+    assert np.array_equal(narrow, wide)
+    assert not np.allclose(narrow, dense_crf(flat, probs, gaussian_compat=0.0, bilateral_sxy=2.0), atol=1e-3)
+
+
+def test_scale_multiplies_both_spatial_widths_only() -> None:
+    image, probs, _ = two_region_scene()
+    scaled = dense_crf(image, probs, gaussian_sxy=6.0, bilateral_sxy=20.0, bilateral_srgb=13.0, scale=0.5)
+    assert np.array_equal(scaled, dense_crf(image, probs, gaussian_sxy=3.0, bilateral_sxy=10.0, bilateral_srgb=13.0))
+
+
+def test_iterations_are_run() -> None:
+    image, probs, _ = two_region_scene()
+    probs[0, 0, 0] = 0.0
+    floored = np.maximum(probs, 1e-4)
+    # no iteration: the distribution of the unary alone, the floored input renormalised
+    np.testing.assert_allclose(dense_crf(image, probs, iterations=0), floored / floored.sum(0), rtol=1e-5)
+    one, five = (dense_crf(image, probs, iterations=n) for n in (1, 5))
+    assert not np.allclose(one, five, atol=1e-3)

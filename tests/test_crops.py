@@ -193,6 +193,8 @@ def test_resize_long_draws_the_long_side() -> None:
     rng = np.random.default_rng(0)
     sizes = [geometry.draw_size(rng, 30, 20) for _ in range(30)]
     assert all(40 <= h <= 60 and w == round(h * 20 / 30) for h, w in sizes) and len(set(sizes)) > 5
+    narrow = CropGeometry(64, resize_long=(40, 41))
+    assert {narrow.draw_size(rng, 30, 20)[0] for _ in range(40)} == {40, 41}  # both ends are drawn
     with pytest.raises(ValueError, match="either scale_range or resize_long"):
         CropGeometry(64, scale_range=(0.5, 1.5), resize_long=(40, 60))
 

@@ -63,6 +63,15 @@ def test_a_grown_pixel_is_one_whose_upsampled_mask_reaches_the_cover() -> None:
     assert GROWN_COVER == 0.5 and unary[1, 0].tolist() == [1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5]
 
 
+def test_an_upsampled_mask_of_exactly_the_cover_claims_the_pixel() -> None:
+    # 2 cells -> 1 pixel: bilinear gives exactly the mean, 0.5, of the grown cell and the other
+    grown = np.zeros((2, 1, 2), np.uint8)
+    grown[1, 0, 0] = 1
+    evidence = Evidence(np.full((2, 1, 2), 0.5, np.float16), grown, np.array([True, True]))
+    _, unary = evidence_unary(evidence, (1, 1), confidence=0.9)
+    assert unary[:, 0, 0].tolist() == pytest.approx([0.05, 0.95])  # claimed: 0.9 + 0.1 x 0.5
+
+
 def test_crf_labels_in_workers_equal_in_process() -> None:
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (20 + i, 30, 3), dtype=np.uint8) for i in range(3)]
@@ -89,6 +98,14 @@ def test_evidence_from_labels_shares_and_grown_cells() -> None:
     np.testing.assert_allclose(empty.probs[:, 0, 0].astype(np.float32), [0.5, 0, 0.5])
     with pytest.raises(ValueError, match="outside the present classes"):
         evidence_from_labels(labels, (2, 2), [0], num_classes=3)
+
+
+def test_evidence_from_labels_grows_only_above_the_threshold() -> None:
+    # shares 7/10 (exactly float32(0.7): not above 0.7, as in the graph cut's rule) and 8/10
+    labels = np.zeros((1, 20), np.uint8)
+    labels[0, :7] = labels[0, 10:18] = 1
+    evidence = evidence_from_labels(labels, (1, 2), [0, 1], num_classes=2, threshold=0.7)
+    assert evidence.grown[1, 0].tolist() == [0, 1]
 
 
 def test_evidence_store_round_trip_deterministic_and_checked(tmp_path: Path) -> None:

@@ -150,6 +150,29 @@ def test_isolated_nodes_follow_seeds_and_the_threshold_rule():
     assert sup.dtype == np.uint8 and sup.shape == cues.shape
 
 
+def test_the_threshold_is_strict_at_exactly_float32_0_7():
+    # float32(0.7) > 0.7 is False in float32 arithmetic, >= would be True: the node must keep its (empty) cue
+    cues = np.zeros((2, 1, 2), np.uint8)
+    probs = np.zeros((2, 1, 2), np.float32)
+    probs[1, 0] = [np.float32(0.7), np.nextafter(np.float32(0.7), np.float32(1))]
+    probs[0] = 1 - probs[1]
+    assert grow_supervision(cues, probs, [1], NO_EDGES, threshold=0.7)[1, 0].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(("seed_capacity", "kept"), [(10.0, 1), (7.0, 1), (5.0, 0)])
+def test_seed_capacity_decides_whether_a_seed_can_be_overruled(seed_capacity: float, kept: int):
+    # Node 0 is seeded with class 1 and tied by one mutual pair (capacity 2) to each of 3 nodes seeded with class 2:
+    # keeping its seed cuts 6; overruling it costs its seed capacity; flipping the three costs 3 seed capacities.
+    cues = np.zeros((3, 1, 4), np.uint8)
+    cues[1, 0, 0] = 1
+    cues[2, 0, 1:] = 1
+    probs = np.full((3, 1, 4), 0.05, np.float32)
+    probs[1, 0, 0] = 0.9
+    edges = (np.array([0, 1, 0, 2, 0, 3]), np.array([1, 0, 2, 0, 3, 0]))
+    supervision = grow_supervision(cues, probs, [1], edges, seed_capacity=seed_capacity)
+    assert supervision[1, 0, 0] == kept
+
+
 def test_neighbours_outweigh_a_confident_unary():
     # Chain 0 - 1 - 2 - 3. Node 1: P_1 = 0.8 (unary cost "is 1" 0.097, "not 1" 0.699), but its mutual pair with node 0
     # (seeded with class 2) carries 2 against the single pair to node 2 (seeded with class 1): it ends "not 1".

@@ -112,5 +112,7 @@ def test_fit_prints_one_line_per_epoch_even_with_tqdm_disabled(
     assert len(lines) == 3
     for epoch, line in enumerate(lines, start=1):
         assert re.fullmatch(rf"dgcn epoch {epoch}/3: loss=0\.5000 seeding=0\.1250 \(\d+\.\d s\)", line), line
-    _fit(5, tmp_path / "last.pt")  # resumes after epoch 3: only the epochs it runs are reported
-    assert [line.split(":")[0] for line in capsys.readouterr().err.splitlines()] == ["dgcn epoch 4/5", "dgcn epoch 5/5"]
+    _fit(5, tmp_path / "last.pt")  # resumes after epoch 3, saying so: only the epochs it runs are reported
+    resumed, *epochs = capsys.readouterr().err.splitlines()
+    assert resumed == f"dgcn: resuming after epoch 3 from checkpoint {tmp_path / 'last.pt'}"
+    assert [line.split(":")[0] for line in epochs] == ["dgcn epoch 4/5", "dgcn epoch 5/5"]

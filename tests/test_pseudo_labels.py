@@ -143,6 +143,19 @@ def test_images_of_the_same_shape_share_a_forward_pass() -> None:
     assert sorted(batches) == sorted([2] * 3 * 5 + [4] * 3)
 
 
+def test_images_sharing_a_forward_pass_keep_their_own_results() -> None:
+    # images 1 and 6 share a shape, so one batch of all images puts them in one group: each keeps its own evidence
+    model = _model()
+    images, labels, cues = _data()
+    alone = _exported(model, images, labels, cues, 0, batch_size=1)
+    together = _exported(model, images, labels, cues, 0, batch_size=len(SIZES))
+    for a, b in zip(alone, together, strict=True):
+        assert a.pseudo_label.tobytes() == b.pseudo_label.tobytes()
+        assert a.evidence.probs.tobytes() == b.evidence.probs.tobytes()
+        assert a.evidence.grown.tobytes() == b.evidence.grown.tobytes()
+    assert not np.array_equal(together[1].evidence.grown, together[6].evidence.grown)
+
+
 def test_cues_on_grid_zooms_by_cell_centres() -> None:
     cues = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4)
     assert np.array_equal(cues_on_grid(cues, (4, 4)), cues)

@@ -43,17 +43,18 @@ def test_legitimate_model_file_still_loads(tmp_path: Path) -> None:
                                                    strict=True))
 
 
-def test_crafted_checkpoint_runs_nothing_and_is_named(tmp_path: Path) -> None:
+def test_crafted_checkpoint_runs_nothing_and_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     checkpoint, marker = tmp_path / "last.pt", tmp_path / "pwned"
     model = torch.nn.Linear(2, 2)
     torch.save({"model": model.state_dict(), "optimizer": Payload(marker), "scheduler": {}, "epoch": 0,
                 "log": {"epochs": [], "steps": []}}, checkpoint)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    with pytest.raises(ModelFileError, match=rf"^unreadable checkpoint {checkpoint}: "):
-        fit(model=model, optimizer=optimizer, scheduler=scheduler, step=lambda batch: {"loss": 0.0},
-            batches=lambda epoch: [], epochs=1, checkpoint=checkpoint)
-    assert not marker.exists()
+    log = fit(model=model, optimizer=optimizer, scheduler=scheduler, step=lambda batch: {"loss": 0.0},
+              batches=lambda epoch: [], epochs=1, checkpoint=checkpoint)
+    assert not marker.exists() and [row["epoch"] for row in log.epochs] == [1]  # trained from the start
+    assert capsys.readouterr().err.startswith(f"warning: damaged checkpoint {checkpoint} (UnpicklingError: ")
+    assert (tmp_path / "last.pt.damaged").is_file()
 
 
 def test_crafted_cue_pickle_runs_nothing_and_is_named(tmp_path: Path) -> None:
@@ -74,6 +75,20 @@ def test_legitimate_cue_pickle_still_loads_with_any_protocol(tmp_path: Path, pro
     export_published_cues(tmp_path / "cues.pickle", tmp_path / "input_list.txt", ["a"], cues, labels)
     payload = pickle.loads((tmp_path / "cues.pickle").read_bytes())
     (tmp_path / "cues.pickle").write_bytes(pickle.dumps(payload, protocol=protocol))
+    names, imported, _ = import_published_cues(tmp_path / "cues.pickle", tmp_path / "input_list.txt",
+                                               num_classes=3, grid=4)
+    assert names == ["a"] and np.array_equal(imported, cues)
+
+
+def test_numpy_1_cue_pickle_still_loads(tmp_path: Path) -> None:
+    # The published file was written by numpy 1, whose arrays unpickle through numpy.core.multiarray
+    cues = np.zeros((1, 3, 4, 4), np.uint8)
+    cues[0, 1, 2, 3] = cues[0, 0, 0, 0] = 1
+    export_published_cues(tmp_path / "cues.pickle", tmp_path / "input_list.txt", ["a"], cues,
+                          np.array([[1, 1, 0]], np.uint8))
+    payload = pickle.dumps(pickle.loads((tmp_path / "cues.pickle").read_bytes()), protocol=2)
+    assert b"numpy._core" in payload
+    (tmp_path / "cues.pickle").write_bytes(payload.replace(b"numpy._core", b"numpy.core"))
     names, imported, _ = import_published_cues(tmp_path / "cues.pickle", tmp_path / "input_list.txt",
                                                num_classes=3, grid=4)
     assert names == ["a"] and np.array_equal(imported, cues)

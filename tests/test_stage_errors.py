@@ -17,7 +17,7 @@ import zarr.errors
 from typer.testing import CliRunner
 
 from dgcn.data.palette import voc_palette
-from dgcn.errors import InputError, ModelFileError
+from dgcn.errors import InputError
 from dgcn.storage import Evidence, EvidenceStoreWriter, LabelStoreWriter, labels
 from dgcn.storage.zarr_store import create_store_group, write_whole_array
 from stages.app import anticipated, app, one_line
@@ -245,23 +245,49 @@ def test_truncated_model_file_is_named(workdir: Path, voc_mini: Path) -> None:
     assert not (workdir / "a/export").exists()
 
 
-def test_truncated_checkpoint_is_named(tmp_path: Path) -> None:
-    from dgcn.data.augment import CropGeometry
-    from dgcn.models.registry import build_segmenter
-    from dgcn.training.retrain import train_segmenter
+def _retrain_ground_truth() -> tuple[int, str]:
+    return invoke("retrain", "--ground-truth", "--manifest", "a/prepare/manifest.json", "--out", "a/upper_bound")
 
-    def train(checkpoint: Path) -> None:
-        images = np.zeros((4, 32, 32, 3), np.uint8)
-        train_segmenter(build_segmenter("small", 2, width=4), images, np.zeros((4, 32, 32), np.uint8),
-                        geometry=CropGeometry(32), epochs=1, batch_size=2, lr=0.01, weight_decay=0.0, seed=0,
-                        checkpoint=checkpoint)
 
-    checkpoint = tmp_path / "last.pt"
-    train(checkpoint)
+@pytest.fixture
+def small_retrain(workdir: Path, voc_mini: Path) -> Path:
+    """A prepared project whose retrain stage trains a tiny network for 2 epochs; its checkpoints' folder."""
+    set_param(workdir / "voc.yaml", "retrain", arch="small", arch_options={"width": 4}, pretrained=None, device="cpu",
+              crop_size=32, batch_size=5, epochs=2)
+    prepare_voc_mini(voc_mini)
+    return workdir / ".scratch/checkpoints/retrain"
+
+
+def test_published_stage_leaves_no_checkpoint_and_a_rerun_trains(small_retrain: Path) -> None:
+    # `dvc repro --force` reruns a finished stage: it must train again, not return the finished run's state
+    for _ in range(2):
+        code, output = _retrain_ground_truth()
+        assert code == 0, output
+        assert "retrain epoch 1/2:" in output and "resuming" not in output
+        assert not list(small_retrain.iterdir())  # checkpoint and digest folder gone
+
+
+def test_damaged_checkpoint_is_set_aside_and_the_stage_trains(small_retrain: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import dgcn.training.loop as loop
+
+    save = loop._save_checkpoint
+
+    def save_then_die(path, *args) -> None:
+        save(path, *args)
+        raise KeyboardInterrupt  # the stage is killed after its first epoch
+
+    monkeypatch.setattr(loop, "_save_checkpoint", save_then_die)
+    assert _retrain_ground_truth()[0] != 0
+    monkeypatch.setattr(loop, "_save_checkpoint", save)
+    [checkpoint] = small_retrain.glob("*/last.pt")
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
-    with pytest.raises(ModelFileError, match=rf"^unreadable checkpoint {checkpoint}: .*; delete it to train from"):
-        train(checkpoint)
-    assert "\n" not in one_line(ModelFileError(f"unreadable checkpoint {checkpoint}: a\nb"))
+    code, output = _retrain_ground_truth()
+    assert code == 0, output
+    [warning] = [line for line in output.splitlines() if "checkpoint" in line]
+    assert warning.startswith(f"warning: damaged checkpoint {checkpoint.relative_to(small_retrain.parents[2])} (")
+    assert "retrain epoch 1/2:" in output
+    assert [path.name for path in checkpoint.parent.iterdir()] == ["last.pt.damaged"]  # kept for a look
 
 
 def test_damaged_shard_is_named_with_store_and_shard(workdir: Path, voc_mini: Path) -> None:

@@ -76,6 +76,37 @@ def test_killed_run_resumes_to_the_same_weights(train: Callable[[Path | None], t
         assert torch.equal(tensor, resumed[name]), name
 
 
+def _truncated(state: dict, path: Path) -> None:
+    torch.save(state, path)
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+def _garbage(state: dict, path: Path) -> None:
+    path.write_bytes(b"not a checkpoint at all")
+
+
+def _half_loadable(state: dict, path: Path) -> None:
+    # trained weights that load, then an optimizer state that does not: the weights must not stay
+    torch.save({**state, "optimizer": {"state": {}, "param_groups": []}}, path)
+
+
+@pytest.mark.parametrize("damage", [_truncated, _garbage, _half_loadable])
+def test_damaged_checkpoint_is_set_aside_and_training_starts_afresh(
+        damage: Callable[[dict, Path], None], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = tmp_path / "last.pt"
+    fresh, history = retrain_on_crops(checkpoint)  # leaves the finished run's checkpoint: fit never deletes it
+    damage(torch.load(checkpoint, weights_only=True), checkpoint)
+    capsys.readouterr()
+    again, again_history = retrain_on_crops(checkpoint)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "checkpoint" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: damaged checkpoint {checkpoint} (")
+    assert warnings[0].endswith(f"moved to {checkpoint}.damaged, training from the start")
+    assert (tmp_path / "last.pt.damaged").is_file()
+    assert again_history == history
+    for name, tensor in fresh.items():
+        assert torch.equal(tensor, again[name]), name
+
+
 def test_epoch_batches_depend_on_seed_and_epoch_only() -> None:
     first = epoch_batches(10, 4, seed=1, epoch=2)
     again = epoch_batches(10, 4, seed=1, epoch=2)
@@ -83,6 +114,10 @@ def test_epoch_batches_depend_on_seed_and_epoch_only() -> None:
     assert all(np.array_equal(a.indices, b.indices) and np.array_equal(a.flips, b.flips)
                for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0].indices, epoch_batches(10, 4, seed=1, epoch=3)[0].indices)
+    other_seed = epoch_batches(10, 4, seed=2, epoch=2)
+    assert not all(np.array_equal(a.indices, b.indices) for a, b in zip(first, other_seed, strict=True))
+    flips = [np.concatenate([b.flips for b in epoch_batches(40, 40, seed=seed, epoch=2)]) for seed in (1, 2)]
+    assert not np.array_equal(*flips)
 
 
 def test_mirror_flips_only_selected_samples() -> None:

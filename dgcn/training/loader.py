@@ -3,13 +3,16 @@ DataLoader in-process or in worker processes with the same bytes."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from functools import partial
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dgcn.data.crops import SampleKey
 from dgcn.training.loop import epoch_batches
+from dgcn.workers import die_with_parent
 
 
 class EpochSampler(Sampler[list[SampleKey]]):
@@ -35,9 +38,9 @@ class EpochSampler(Sampler[list[SampleKey]]):
 class EpochLoader:
     """`loader(epoch)`: a DataLoader of `dataset` (indexed by SampleKey) over that epoch's batches.
 
-    workers > 0 reads samples in that many persistent spawned processes; the batches are the same bytes either way
-    (each sample seeds its own randomness). The loader has its own generator, so it draws nothing from torch's global
-    one.
+    workers > 0 reads samples in that many persistent spawned processes, which die with this one (dgcn.workers:
+    iterate from the main thread); the batches are the same bytes either way (each sample seeds its own randomness).
+    The loader has its own generator, so it draws nothing from torch's global one.
     """
 
     def __init__(self, dataset: Dataset, *, batch_size: int, seed: int, workers: int = 0,
@@ -47,6 +50,7 @@ class EpochLoader:
         self.sampler = EpochSampler(len(dataset), batch_size, seed)
         self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=workers, pin_memory=pin_memory,
                                  persistent_workers=workers > 0, multiprocessing_context="spawn" if workers else None,
+                                 worker_init_fn=partial(_worker_started, os.getpid()) if workers else None,
                                  generator=torch.Generator().manual_seed(seed))
 
     def __call__(self, epoch: int) -> DataLoader:
@@ -56,6 +60,11 @@ class EpochLoader:
     def __len__(self) -> int:
         """Batches per epoch."""
         return len(self.sampler)
+
+
+def _worker_started(parent: int, worker_id: int) -> None:
+    """DataLoader worker_init_fn: the worker dies with process `parent`, which reads its batches."""
+    die_with_parent(parent)
 
 
 def network_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:

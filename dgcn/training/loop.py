@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import time
 from collections.abc import Callable, Iterator, Mapping, Sized
 from dataclasses import dataclass
@@ -11,7 +13,6 @@ from typing import Protocol, TypeVar
 import numpy as np
 import torch
 
-from dgcn.errors import ModelFileError
 from dgcn.progress import log_line, progress
 
 B = TypeVar("B")
@@ -56,23 +57,14 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         desc: str = "training") -> TrainingLog:
     """Run `epochs` epochs of `step(batch) -> losses` over `batches(epoch)`, stepping the scheduler per iteration.
 
-    Returns the loss log (per epoch and per step). With `checkpoint`, the state after every epoch is saved
-    there and an interrupted run resumes from the last completed epoch. Prints one line per epoch on stderr
-    (`<desc> epoch 3/10: loss=0.1234 ... (12.3 s)`, mean losses and wall time, checkpoint included), always, so a log
-    keeps the training curve; on a terminal a bar shows the epoch's steps meanwhile.
+    Returns the loss log (per epoch and per step). With `checkpoint`, the state after every epoch is saved there and
+    an interrupted run resumes from the last completed epoch, saying so; a damaged checkpoint is set aside with a
+    warning (see _resume) and the run starts afresh. The caller deletes the checkpoint once its outputs are safe.
+    Prints one line per epoch on stderr (`<desc> epoch 3/10: loss=0.1234 ... (12.3 s)`, mean losses and wall time,
+    checkpoint included), always, so a log keeps the training curve; on a terminal a bar shows the epoch's steps
+    meanwhile.
     """
-    log = TrainingLog(epochs=[], steps=[])
-    start = 0
-    if checkpoint is not None and checkpoint.is_file():
-        try:
-            state = torch.load(checkpoint, weights_only=True)  # tensors and plain containers only: never run code
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            log, start = TrainingLog(**state["log"]), state["epoch"] + 1
-        except Exception as error:  # torch raises several unrelated types for a damaged (e.g. truncated) file
-            raise ModelFileError(f"unreadable checkpoint {checkpoint}: {error}; delete it to train from the "
-                                 f"start") from error
+    log, start = _resume(checkpoint, model, optimizer, scheduler, desc)
     for epoch in range(start, epochs):
         began = time.perf_counter()
         model.train()
@@ -99,6 +91,43 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 def format_losses(losses: Mapping[str, float]) -> str:
     """`loss=0.1234 seeding=0.0567`: each loss to 4 decimals, in the mapping's order."""
     return " ".join(f"{key}={value:.4f}" for key, value in losses.items())
+
+
+def _resume(checkpoint: Path | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LRScheduler, desc: str) -> tuple[TrainingLog, int]:
+    """The loss log so far and the first epoch to run: from `checkpoint` when it holds a run's state (then loaded into
+    model, optimizer and scheduler), else an empty log and epoch 0.
+
+    A checkpoint that does not load (truncated, garbage, crafted, of other code) changes nothing: it is renamed to
+    `<name>.damaged` beside itself, with a warning naming both paths on stderr, and training starts from the start.
+    """
+    if checkpoint is None or not checkpoint.is_file():
+        return TrainingLog(epochs=[], steps=[]), 0
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    fresh = {key: copy.deepcopy(part.state_dict()) for key, part in parts.items()}
+    try:
+        state = torch.load(checkpoint, weights_only=True)  # tensors and plain containers only: never run code
+        log, start = TrainingLog(**state["log"]), state["epoch"] + 1
+        for key, part in parts.items():
+            part.load_state_dict(state[key])
+    except Exception as error:  # torch raises several unrelated types for a damaged (e.g. truncated) file
+        for key, part in parts.items():  # a load that failed half-way leaves no trace
+            part.load_state_dict(fresh[key])
+        aside = checkpoint.with_name(checkpoint.name + ".damaged")
+        checkpoint.replace(aside)
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        log_line(f"warning: damaged checkpoint {checkpoint} ({reason}); moved to {aside}, training from the start")
+        return TrainingLog(epochs=[], steps=[]), 0
+    log_line(f"{desc}: resuming after epoch {start} from checkpoint {checkpoint}")
+    return log, start
+
+
+def discard_checkpoint(checkpoint: Path) -> None:
+    """Delete a checkpoint once the run's outputs are safe, and its folder if that is now empty, so that the next run
+    trains from the start instead of returning the finished state."""
+    checkpoint.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        checkpoint.parent.rmdir()  # not empty: something else (a set-aside damaged checkpoint) is kept there
 
 
 def _save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
