@@ -13,7 +13,8 @@ from dgcn.storage import LabelStore, write_label_store
 def test_unsorted_names_keep_their_order_and_their_maps(tmp_path: Path) -> None:
     names = ["c_img", "a_img", "b_img"]  # not sorted: a writer that sorted them would pair them with the wrong maps
     maps = [np.full((3 + i, 4 + 2 * i), i, np.uint8) for i in range(len(names))]
-    write_label_store(tmp_path / "labels.zarr", names, maps, ["background", "a", "b"], voc_palette())
+    write_label_store(tmp_path / "labels.zarr", names, maps, ["background", "a", "b"], voc_palette(),
+                      provenance={"stage": "test"})
     store = LabelStore(tmp_path / "labels.zarr")
     assert list(store.names) == names
     for i, label in enumerate(maps):
