@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from dgcn import distributed
 from dgcn.cam import cam_label_map, compute_cams
 from dgcn.cues import (
     cue_quality,
@@ -27,7 +28,7 @@ from dgcn.training.supervised import train_classifier
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import CuesParams, load_params
-from stages.runtime import resolve_device, seed_everything, set_threads, summary, write_csv, write_json
+from stages.runtime import rank_device, seed_everything, set_threads, summary, write_csv, write_json
 
 
 def main(
@@ -47,12 +48,14 @@ def main(
     # The classifier trains on square inputs; its CAMs are computed at each image's own aspect ratio below.
     images = load_stack(train.dataset.image, train.names, settings.input_size, desc="train images")
     model = build_classifier(settings.arch, len(data.class_names) - 1, pretrained=settings.pretrained,
-                             **settings.arch_options).to(resolve_device(settings.device, "cues.device"))
+                             **settings.arch_options).to(rank_device(settings.device, "cues.device"))
     optimizer = settings.optimizer
     history = train_classifier(model, images, labels[:, 1:], epochs=settings.epochs, batch_size=settings.batch_size,
                                lr=optimizer.lr, weight_decay=optimizer.weight_decay, optimizer=optimizer.name,
                                momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult, seed=settings.seed)
     del images
+    if not distributed.is_main():  # rank 0 computes the CAMs and writes the artifacts
+        return
     cams = compute_cams(model, train.dataset.image, train.names, input_size=settings.input_size,
                         scales=settings.scales)
     grid = cams.shape[-1]

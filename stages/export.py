@@ -3,22 +3,24 @@ the evidence the crf stage refines into a second."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import typer
 
+from dgcn import distributed
 from dgcn.cues import CueStore
 from dgcn.data.palette import voc_palette
 from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import load_model
 from dgcn.progress import progress
-from dgcn.pseudo_labels import iter_pseudo_labels, network_grid
+from dgcn.pseudo_labels import ExportedImage, iter_pseudo_labels, network_grid
 from dgcn.storage import EvidenceStoreWriter, LabelStoreWriter, staged_directory
 from dgcn.supervision import SupervisionPool
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import ExportParams, GraphCutParams, load_params
-from stages.runtime import resolve_device, set_threads, summary, write_json
+from stages.runtime import rank_device, set_threads, summary, write_json
 
 
 def main(
@@ -37,7 +39,7 @@ def main(
     cut = load_params("graph_cut", GraphCutParams, config=config, defaults=defaults)
     data = Manifest.load(manifest)
     set_threads()
-    network = load_model(model, "segmenter").to(resolve_device(settings.device, "export.device"))
+    network = load_model(model, "segmenter").to(rank_device(settings.device, "export.device"))
     cue_store = CueStore(cues)
     train = data.train
     train.check_store(cue_store.names, cues, "cues")
@@ -46,27 +48,45 @@ def main(
     pseudo_scores, network_scores = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
     palette = voc_palette()[:num_classes].tolist()
     grid = network_grid(network, settings.input_size)
-    with (SupervisionPool(workers=settings.workers, k=cut.knn_k, threshold=cut.threshold,
-                          seed_capacity=cut.seed_capacity) as pool,
-          staged_directory(out) as folder,
-          LabelStoreWriter(folder / "pseudo_labels.zarr", train.names, train.sizes, list(data.class_names),
-                           palette, shard_images=settings.shard_images) as writer,
-          EvidenceStoreWriter(folder / "evidence.zarr", train.names, list(data.class_names), grid,
-                              shard_images=settings.shard_images) as evidence_writer):
+    mine = distributed.my_shards(len(train.names), settings.shard_images)
+    with SupervisionPool(workers=settings.workers, k=cut.knn_k, threshold=cut.threshold,
+                         seed_capacity=cut.seed_capacity) as pool:
         results = iter_pseudo_labels(network, train.dataset.image, train.names, cue_store, cue_store.image_labels,
                                      pool, input_size=settings.input_size, scales=settings.scales,
-                                     flip=settings.flip, batch_size=settings.batch_size)
-        shard = []
-        for i, result in enumerate(progress(results, total=len(train.names), desc="export")):
-            shard.append(result)
-            if scored:
-                mask = train.dataset.mask(train.names[i])
-                pseudo_scores.add(mask, result.pseudo_label)
-                network_scores.add(mask, result.network_argmax)
-            if len(shard) == settings.shard_images or i == len(train.names) - 1:
-                writer.write(i + 1 - len(shard), [item.pseudo_label for item in shard])
-                evidence_writer.write(i + 1 - len(shard), [item.evidence for item in shard])
-                shard = []
-        metrics = {"pseudo_miou": pseudo_scores.miou(), "network_argmax_miou": network_scores.miou()} if scored else {}
-        write_json(folder / "metrics.json", metrics)
+                                     flip=settings.flip, batch_size=settings.batch_size, runs=mine)
+        shards = _every_shard(progress(results, total=sum(map(len, mine)), desc="export"), mine,
+                              len(train.names), settings.shard_images)
+        if not distributed.is_main():  # the other ranks compute their shards; rank 0 writes every shard
+            for _ in shards:
+                pass
+            return
+        with (staged_directory(out) as folder,
+              LabelStoreWriter(folder / "pseudo_labels.zarr", train.names, train.sizes, list(data.class_names),
+                               palette, shard_images=settings.shard_images) as writer,
+              EvidenceStoreWriter(folder / "evidence.zarr", train.names, list(data.class_names), grid,
+                                  shard_images=settings.shard_images) as evidence_writer):
+            for start, items in shards:
+                writer.write(start, [item.pseudo_label for item in items])
+                evidence_writer.write(start, [item.evidence for item in items])
+                if scored:
+                    for i, item in enumerate(items, start):
+                        mask = train.dataset.mask(train.names[i])
+                        pseudo_scores.add(mask, item.pseudo_label)
+                        network_scores.add(mask, item.network_argmax)
+            metrics = ({"pseudo_miou": pseudo_scores.miou(), "network_argmax_miou": network_scores.miou()}
+                       if scored else {})
+            write_json(folder / "metrics.json", metrics)
     summary("export", images=len(train.names), **metrics)
+
+
+def _every_shard(results: Iterable[ExportedImage], mine: list[range], count: int,
+                 shard_images: int) -> Iterator[tuple[int, list[ExportedImage]]]:
+    """(start, images) of every shard in store order on rank 0, nothing on the other ranks: this rank's shards `mine`
+    read from `results` in order, the other ranks' gathered (one shard per rank per round)."""
+    results = iter(results)
+    shards = len(range(0, count, shard_images))
+    for turn in range(-(-shards // distributed.world_size())):
+        shard = (mine[turn].start, [next(results) for _ in mine[turn]]) if turn < len(mine) else None
+        for gathered in distributed.gather_to_main(shard):
+            if gathered is not None:
+                yield gathered

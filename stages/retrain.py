@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from dgcn import distributed
 from dgcn.data.augment import ColorJitter, CropGeometry
 from dgcn.data.crops import LazyStore, NamedFiles, labelled_fraction
 from dgcn.errors import InputError
@@ -16,7 +17,7 @@ from dgcn.training.retrain import train_segmenter
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import RetrainParams, load_params
-from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
+from stages.runtime import checkpoint_path, rank_device, seed_everything, set_threads, summary, write_csv, write_json
 
 
 def main(
@@ -46,7 +47,7 @@ def main(
     geometry = CropGeometry(settings.crop_size, scale_range=tuple(settings.scale_range),
                             jitter=ColorJitter(**settings.color_jitter.model_dump()))
     model = build_segmenter(settings.arch, len(data.class_names), pretrained=settings.pretrained,
-                            **settings.arch_options).to(resolve_device(settings.device, "retrain.device"))
+                            **settings.arch_options).to(rank_device(settings.device, "retrain.device"))
     checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs])
     optimizer = settings.optimizer
     history = train_segmenter(model, NamedFiles(train.dataset.image, train.names), targets, geometry=geometry,
@@ -54,6 +55,8 @@ def main(
                               batchnorm=settings.batchnorm, epochs=settings.epochs, lr=optimizer.lr,
                               weight_decay=optimizer.weight_decay, checkpoint=checkpoint, optimizer=optimizer.name,
                               momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult)
+    if not distributed.is_main():  # rank 0 writes the artifacts
+        return
     with staged_directory(out) as folder:
         save_model(folder / "model.pt", model, kind="segmenter", arch=settings.arch,
                    num_outputs=len(data.class_names), options=settings.arch_options)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from dgcn import distributed
 from dgcn.cues import CueStore
 from dgcn.data.augment import ColorJitter, CropGeometry
 from dgcn.data.crops import LazyStore, NamedFiles
@@ -17,7 +18,7 @@ from dgcn.training.dgcn import SGDSchedule, train_dgcn
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import DenseCRFParams, GraphCutParams, TrainDGCNParams, load_params
-from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
+from stages.runtime import checkpoint_path, rank_device, seed_everything, set_threads, summary, write_csv, write_json
 
 
 def main(
@@ -42,7 +43,7 @@ def main(
                             **settings.arch_options)
     if settings.init_from_classifier:
         model.load_trunk_from(load_model(classifier, "classifier"))
-    model.to(resolve_device(settings.device, "train_dgcn.device"))
+    model.to(rank_device(settings.device, "train_dgcn.device"))
     geometry = CropGeometry(settings.crop_size, resize_long=None if settings.resize_long is None else
                             tuple(settings.resize_long), jitter=ColorJitter(**settings.color_jitter.model_dump()))
     optimizer = settings.optimizer
@@ -57,6 +58,8 @@ def main(
                              cue_store.image_labels, pool, schedule, geometry=geometry, epochs=settings.epochs,
                              batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
                              batchnorm=settings.batchnorm, checkpoint=checkpoint)
+    if not distributed.is_main():  # rank 0 writes the artifacts
+        return
     with staged_directory(out) as folder:
         save_model(folder / "model.pt", model, kind="segmenter", arch=settings.arch,
                    num_outputs=len(data.class_names), options=settings.arch_options)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from dgcn.data.augment import CropGeometry
+from dgcn import distributed
 from dgcn.data.crops import CueCrops, Indexed
 from dgcn.losses import constrain_loss, seeding_loss, smoothed_softmax
 from dgcn.models.segmenter import SegmentationNet
@@ -45,13 +46,14 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
     crop's grid (CueCrops); padded pixels carry no cue and count in neither loss. Each step cuts, per image and present
     class, a graph on the detached features, and fits the network to the grown supervision. Runs on the model's
     device; the cuts and CRFs run on the CPU workers of `pool`, the reading on `data_workers` DataLoader processes
-    (results do not depend on either count). batchnorm: "train" or "frozen" (dgcn.training.batchnorm).
+    (results do not depend on either count). Under torchrun each rank trains a replica on its share of every batch. batchnorm: "train" or "frozen" (dgcn.training.batchnorm).
     """
     apply_batchnorm_policy(model, batchnorm)
     device = next(model.parameters()).device
     grid = -(-geometry.crop_size // model.output_stride)
     loader = EpochLoader(CueCrops(images, cues, geometry, grid), batch_size=batch_size, seed=seed,
                          workers=data_workers, pin_memory=device.type == "cuda")
+    network = distributed.replicate(model)
     optimizer = sgd_with_head_lr(model, lr=schedule.lr, momentum=schedule.momentum,
                                  weight_decay=schedule.weight_decay, head_lr_mult=schedule.head_lr_mult)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
@@ -61,7 +63,7 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
 
     def step(batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
         x, grid_images, crop_cues, valid, indices = batch
-        out = model(network_input(x, device))
+        out = network(network_input(x, device))
         if out.scores.shape[-2:] != crop_cues.shape[-2:]:
             raise ValueError(f"the network's output grid {tuple(out.scores.shape[-2:])} for {geometry.crop_size}-pixel "
                              f"crops is not ceil(crop_size / output stride) = {grid}")

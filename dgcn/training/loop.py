@@ -11,6 +11,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 import torch
 
+from dgcn import distributed
 from dgcn.errors import ModelFileError
 from dgcn.progress import log_line, progress
 
@@ -82,7 +83,7 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         # No end-of-loop line from the bar: the epoch line below says more.
         bar = progress(data, title, summary=False)
         for batch in bar:
-            losses = step(batch)
+            losses = distributed.mean_losses(step(batch))
             scheduler.step()
             log.steps.append({"step": len(log.steps) + 1, **{key: round(value, 6) for key, value in losses.items()}})
             for key, value in losses.items():
@@ -90,7 +91,8 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             bar.set_postfix({key: f"{value:.3f}" for key, value in losses.items()})
         means = {key: round(value / len(data), 6) for key, value in totals.items()}
         log.epochs.append({"epoch": epoch + 1, **means})
-        if checkpoint is not None:
+        distributed.check_replicas(model)
+        if checkpoint is not None and distributed.is_main():
             _save_checkpoint(checkpoint, model, optimizer, scheduler, epoch, log)
         log_line(f"{title}: {format_losses(means)} ({time.perf_counter() - began:.1f} s)")
     return log

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from dgcn import distributed
 from dgcn.data.augment import CropGeometry
 from dgcn.data.crops import Indexed, LabelCrops
 from dgcn.data.palette import IGNORE_INDEX
@@ -29,12 +30,13 @@ def train_segmenter(model: torch.nn.Module, images: Indexed, labels: Indexed, *,
     device = next(model.parameters()).device
     loader = EpochLoader(LabelCrops(images, labels, geometry), batch_size=batch_size, seed=seed,
                          workers=data_workers, pin_memory=device.type == "cuda")
+    network = distributed.replicate(model)
 
     def inputs(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return network_input(batch[0], device), batch[1].to(device)
 
     def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        scores = F.interpolate(model(x).scores, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        scores = F.interpolate(network(x).scores, size=target.shape[-2:], mode="bilinear", align_corners=False)
         return F.cross_entropy(scores, target, ignore_index=IGNORE_INDEX)
 
     return train_supervised(model, loader, inputs, loss, iters_per_epoch=len(loader), desc="retrain", **settings)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dgcn import distributed
 from dgcn.data.loading import normalize
 from dgcn.training.loop import Batch, EpochData, TrainingLog, epoch_batches, fit, mirror
 from dgcn.training.optim import sgd_with_head_lr, trainable
@@ -29,15 +30,20 @@ def train_classifier(model: torch.nn.Module, images: np.ndarray, labels: np.ndar
     """
     images_t, targets = torch.from_numpy(images), torch.from_numpy(labels).float()
     device = next(model.parameters()).device
+    network = distributed.replicate(model)
 
     def inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         x = mirror(normalize(images_t[batch.indices].to(device)), batch.flips)
         return x, targets[batch.indices].to(device)
 
     def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(model(x), target)
+        return F.binary_cross_entropy_with_logits(network(x), target)
 
-    plan = partial(epoch_batches, len(images), batch_size, seed)
+    def plan(epoch: int) -> list[Batch]:
+        """The epoch's batches, this rank's rows of each under torchrun."""
+        return [Batch(distributed.local_rows(b.indices, len(b.indices)), distributed.local_rows(b.flips, len(b.flips)))
+                for b in epoch_batches(len(images), batch_size, seed, epoch)]
+
     return train_supervised(model, plan, inputs, loss, iters_per_epoch=len(plan(0)), desc="classifier", **settings)
 
 

@@ -1,0 +1,42 @@
+"""One DGCN training step on every rank of a torchrun launch (CPU, gloo), for tests/test_distributed.py: each rank
+saves its parameters before and after the step to <out>/rank<R>.pt.
+
+Usage: torchrun --nproc_per_node=2 tests/distributed/dgcn_step.py <out folder>
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dgcn import distributed
+from dgcn.data.augment import CropGeometry
+from dgcn.models.registry import build_segmenter
+from dgcn.supervision import SupervisionPool
+from dgcn.training.dgcn import SGDSchedule, train_dgcn
+
+
+def main(out: Path) -> None:
+    distributed.start(torch.device("cpu"))
+    rng = np.random.default_rng(0)  # the same data on every rank; each trains on its rows of the batch
+    images = [rng.integers(0, 256, (40, 36, 3), dtype=np.uint8) for _ in range(4)]
+    cues = np.zeros((4, 3, 8, 8), np.uint8)
+    cues[:, 0, :3], cues[:, 1, 5:], cues[2:, 2, 3:5] = 1, 1, 1
+    labels = np.array([[1, 1, 0], [1, 1, 0], [1, 1, 1], [1, 1, 1]], np.uint8)
+    torch.manual_seed(distributed.rank())  # different initial weights: the replica must take rank 0's
+    model = build_segmenter("small", 3, width=4)
+    before = {name: value.clone() for name, value in model.named_parameters()}
+    schedule = SGDSchedule(lr=0.05, momentum=0.9, weight_decay=0.0, head_lr_mult=10.0, warmup_iters=1,
+                           decay_every_epochs=1, decay_gamma=1.0)
+    with SupervisionPool(workers=0) as pool:
+        train_dgcn(model, images, cues, labels, pool, schedule, geometry=CropGeometry(32), epochs=1, batch_size=4,
+                   seed=0, batchnorm="train")
+    after = {name: value.detach().clone() for name, value in model.named_parameters()}
+    torch.save({"before": before, "after": after}, out / f"rank{distributed.rank()}.pt")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
