@@ -41,21 +41,19 @@ def active() -> bool:
     return world_size() > 1
 
 
-def local_device(device: torch.device) -> torch.device:
-    """The device of this process: under torchrun a bare `cuda` becomes `cuda:LOCAL_RANK` (one GPU per process)."""
-    if active() and device.type == "cuda" and device.index is None:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+def join(device: torch.device) -> torch.device:
+    """This process's device, torchrun's process group joined (once): a bare `cuda` becomes `cuda:LOCAL_RANK` (one
+    GPU per process), backend nccl there and gloo on the CPU. `device` itself, no group, for one process."""
+    if not active():
+        return device
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(dist.destroy_process_group)
     return device
-
-
-def start(device: torch.device) -> None:
-    """Join torchrun's process group (gloo on the CPU, nccl on CUDA) once per process; no-op for one process."""
-    if not active() or dist.is_initialized():
-        return
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    atexit.register(dist.destroy_process_group)
 
 
 def replicate(model: nn.Module) -> nn.Module:

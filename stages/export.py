@@ -13,6 +13,7 @@ from dgcn.cues import CueStore
 from dgcn.data.palette import voc_palette
 from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import load_model
+from dgcn.precision import Precision
 from dgcn.progress import progress
 from dgcn.pseudo_labels import ExportedImage, iter_pseudo_labels, network_grid
 from dgcn.storage import EvidenceStoreWriter, LabelStoreWriter, staged_directory
@@ -20,7 +21,7 @@ from dgcn.supervision import SupervisionPool
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import ExportParams, GraphCutParams, load_params
-from stages.runtime import rank_device, set_threads, summary, write_json
+from stages.runtime import resolve_device, set_threads, summary, write_json
 
 
 def main(
@@ -39,7 +40,8 @@ def main(
     cut = load_params("graph_cut", GraphCutParams, config=config, defaults=defaults)
     data = Manifest.load(manifest)
     set_threads()
-    network = load_model(model, "segmenter").to(rank_device(settings.device, "export.device"))
+    device = distributed.join(resolve_device(settings.device, "export.device"))
+    network = Precision(settings.amp, device, "export.amp").wrap(load_model(model, "segmenter").to(device))
     cue_store = CueStore(cues)
     train = data.train
     train.check_store(cue_store.names, cues, "cues")

@@ -12,12 +12,13 @@ from dgcn.data.crops import LazyStore, NamedFiles, labelled_fraction
 from dgcn.errors import InputError
 from dgcn.model_files import save_model
 from dgcn.models.registry import build_segmenter
+from dgcn.precision import Precision
 from dgcn.storage import LabelStore, staged_directory
 from dgcn.training.retrain import train_segmenter
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import RetrainParams, load_params
-from stages.runtime import checkpoint_path, rank_device, seed_everything, set_threads, summary, write_csv, write_json
+from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
 
 
 def main(
@@ -46,15 +47,18 @@ def main(
         inputs = [data.root / "SegmentationClassAug"]
     geometry = CropGeometry(settings.crop_size, scale_range=tuple(settings.scale_range),
                             jitter=ColorJitter(**settings.color_jitter.model_dump()))
+    device = distributed.join(resolve_device(settings.device, "retrain.device"))
+    precision = Precision(settings.amp, device, "retrain.amp")
     model = build_segmenter(settings.arch, len(data.class_names), pretrained=settings.pretrained,
-                            **settings.arch_options).to(rank_device(settings.device, "retrain.device"))
+                            **settings.arch_options).to(device)
     checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs])
     optimizer = settings.optimizer
     history = train_segmenter(model, NamedFiles(train.dataset.image, train.names), targets, geometry=geometry,
                               batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
                               batchnorm=settings.batchnorm, epochs=settings.epochs, lr=optimizer.lr,
                               weight_decay=optimizer.weight_decay, checkpoint=checkpoint, optimizer=optimizer.name,
-                              momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult)
+                              momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult,
+                              precision=precision)
     if not distributed.is_main():  # rank 0 writes the artifacts
         return
     with staged_directory(out) as folder:

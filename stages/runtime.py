@@ -16,7 +16,6 @@ from pydantic import BaseModel
 
 import dgcn
 import stages
-from dgcn import distributed
 from dgcn.errors import InputError
 from dgcn.storage import atomic_output
 
@@ -45,14 +44,6 @@ def resolve_device(name: str, where: str) -> torch.device:
         raise InputError(f"{where}: unknown device {name!r} (cpu, cuda, cuda:N or auto)") from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"{where}: {name!r} requested but no CUDA device is available (use cpu or auto)")
-    return device
-
-
-def rank_device(name: str, where: str) -> torch.device:
-    """resolve_device for a stage that torchrun may launch on several processes: this rank's device (cuda ->
-    cuda:LOCAL_RANK), with torchrun's process group joined; the plain device for one process."""
-    device = distributed.local_device(resolve_device(name, where))
-    distributed.start(device)
     return device
 
 

@@ -12,13 +12,14 @@ from dgcn.data.augment import ColorJitter, CropGeometry
 from dgcn.data.crops import LazyStore, NamedFiles
 from dgcn.model_files import load_model, save_model
 from dgcn.models.registry import build_segmenter
+from dgcn.precision import Precision
 from dgcn.storage import staged_directory
 from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import DenseCRFParams, GraphCutParams, TrainDGCNParams, load_params
-from stages.runtime import checkpoint_path, rank_device, seed_everything, set_threads, summary, write_csv, write_json
+from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
 
 
 def main(
@@ -43,7 +44,9 @@ def main(
                             **settings.arch_options)
     if settings.init_from_classifier:
         model.load_trunk_from(load_model(classifier, "classifier"))
-    model.to(rank_device(settings.device, "train_dgcn.device"))
+    device = distributed.join(resolve_device(settings.device, "train_dgcn.device"))
+    precision = Precision(settings.amp, device, "train_dgcn.amp")
+    model.to(device)
     geometry = CropGeometry(settings.crop_size, resize_long=None if settings.resize_long is None else
                             tuple(settings.resize_long), jitter=ColorJitter(**settings.color_jitter.model_dump()))
     optimizer = settings.optimizer
@@ -57,7 +60,7 @@ def main(
         history = train_dgcn(model, NamedFiles(train.dataset.image, train.names), LazyStore(CueStore, cues),
                              cue_store.image_labels, pool, schedule, geometry=geometry, epochs=settings.epochs,
                              batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
-                             batchnorm=settings.batchnorm, checkpoint=checkpoint)
+                             batchnorm=settings.batchnorm, checkpoint=checkpoint, precision=precision)
     if not distributed.is_main():  # rank 0 writes the artifacts
         return
     with staged_directory(out) as folder:

@@ -1,36 +1,70 @@
 """torchrun on the CPU with the gloo backend, 2 processes on a tiny configuration: the replicas hold the same weights
-after a DGCN step, and the 2-process export writes the same store bytes as one process."""
+after a DGCN step, and the 2-process export writes the same store bytes as one process. One launch does both
+(tests/distributed/ranks.py): starting torch in three processes is most of the time."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from test_cues_stage import TINY_CUES
-from test_stage_errors import invoke, prepare_voc_mini, set_param, workdir  # noqa: F401 (workdir: a fixture)
+from test_stage_errors import REPO, invoke, prepare_voc_mini, set_param
 
 from dgcn import distributed
 
-REPO = Path(__file__).resolve().parents[1]
+EXPORT = ["--cues", "a/cues/cues.zarr", "--model", "a/train/model.pt", "--manifest", "a/prepare/manifest.json"]
 
 
-def launch(*args: str, processes: int | None = 2) -> None:
-    """`torchrun --nproc_per_node=<processes> <args>` (None: plain `python <args>`, no torchrun) with this checkout
-    importable and one thread per process; fails the test with the output on a non-zero exit."""
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, voc_mini: Path) -> Iterator[Path]:
+    """A tiny project on the vendored photos: cues, a trained DGCN and its 1-process export (in a/one), in this
+    process; then one torchrun launch of 2 ranks: a DGCN step each (ranks/rank<R>.pt), the export into a/two."""
+    root = tmp_path_factory.mktemp("distributed")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    shutil.copy(REPO / "pipelines/voc12.yaml", root / "voc.yaml")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("OMP_NUM_THREADS", "1")  # one thread, as each rank (the stages keep it)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            _one_process(voc_mini, root / "voc.yaml")
+        finally:
+            torch.set_num_threads(threads)
+    (root / "ranks").mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    runner = [] if processes is None else ["-m", "torch.distributed.run", "--standalone",
-                                           f"--nproc_per_node={processes}"]
-    result = subprocess.run([sys.executable, *runner, *args], env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO / "tests" / "distributed" / "ranks.py"), "ranks", "export", "--config", "voc.yaml", *EXPORT,
+               "--out", "a/two"]
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"torchrun failed:\n{result.stdout}\n{result.stderr}"
+    yield root
 
 
-def test_replicas_hold_the_same_weights_after_a_step(tmp_path: Path) -> None:
-    launch(str(REPO / "tests" / "distributed" / "dgcn_step.py"), str(tmp_path))
-    first, second = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+def _one_process(voc_mini: Path, config: Path) -> None:
+    prepare_voc_mini(voc_mini)
+    set_param(config, "cues", **TINY_CUES, saliency_dir=None)
+    set_param(config, "train_dgcn", arch="small", arch_options={"width": 8}, pretrained=None, device="cpu",
+              crop_size=64, epochs=1, batch_size=3, workers=0, warmup_iters=1)
+    # 3 images in shards of 1: rank 0 computes shards 0 and 2, rank 1 shard 1.
+    set_param(config, "export", device="cpu", input_size=64, batch_size=2, workers=0, shard_images=1, scales=[1.0])
+    manifest = ["--manifest", "a/prepare/manifest.json"]
+    for stage, *args in (["cues", *manifest, "--out", "a/cues"],
+                         ["train-dgcn", *manifest, "--cues", "a/cues/cues.zarr", "--classifier", "a/cues/classifier.pt",
+                          "--out", "a/train"],
+                         ["export", *EXPORT, "--out", "a/one"]):
+        code, output = invoke(stage, *args)
+        assert code == 0, f"{stage}: {output}"
+
+
+def test_replicas_hold_the_same_weights_after_a_step(project: Path) -> None:
+    first, second = (torch.load(project / "ranks" / f"rank{rank}.pt") for rank in (0, 1))
     # Each rank drew its own initial weights: DistributedDataParallel starts both from rank 0's.
     assert not torch.equal(first["before"]["head.1.weight"], second["before"]["head.1.weight"])
     assert first["after"].keys() == second["after"].keys()
@@ -43,23 +77,8 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
 
 
-def test_two_process_export_writes_the_one_process_bytes(workdir: Path, voc_mini: Path) -> None:  # noqa: F811
-    prepare_voc_mini(voc_mini)
-    set_param(workdir / "voc.yaml", "cues", **TINY_CUES, saliency_dir=None)
-    set_param(workdir / "voc.yaml", "train_dgcn", arch="small", arch_options={"width": 8}, pretrained=None,
-              device="cpu", crop_size=64, epochs=1, batch_size=3, workers=0, warmup_iters=1)
-    # 3 images in shards of 1: rank 0 computes shards 0 and 2, rank 1 shard 1.
-    set_param(workdir / "voc.yaml", "export", device="cpu", input_size=64, batch_size=2, workers=0, shard_images=1,
-              scales=[1.0])
-    assert invoke("cues", "--manifest", "a/prepare/manifest.json", "--out", "a/cues")[0] == 0
-    code, output = invoke("train-dgcn", "--cues", "a/cues/cues.zarr", "--classifier", "a/cues/classifier.pt",
-                          "--manifest", "a/prepare/manifest.json", "--out", "a/train")
-    assert code == 0, output
-    export = ["-m", "stages", "export", "--config", "voc.yaml", "--cues", "a/cues/cues.zarr", "--model",
-              "a/train/model.pt", "--manifest", "a/prepare/manifest.json", "--out"]
-    launch(*export, "a/one", processes=None)
-    launch(*export, "a/two")
-    one, two = _files(workdir / "a/one"), _files(workdir / "a/two")
+def test_two_process_export_writes_the_one_process_bytes(project: Path) -> None:
+    one, two = _files(project / "a/one"), _files(project / "a/two")
     assert any(name.startswith("pseudo_labels.zarr/labels/c/2") for name in one)  # a shard file per image
     assert one.keys() == two.keys()
     for name in one:

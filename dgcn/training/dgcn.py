@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgcn.data.augment import CropGeometry
 from dgcn import distributed
+from dgcn.data.augment import CropGeometry
 from dgcn.data.crops import CueCrops, Indexed
 from dgcn.losses import constrain_loss, seeding_loss, smoothed_softmax
 from dgcn.models.segmenter import SegmentationNet
+from dgcn.precision import FLOAT32, Precision
 from dgcn.supervision import SupervisionPool
 from dgcn.training.batchnorm import apply_batchnorm_policy
 from dgcn.training.loader import EpochLoader, network_input
@@ -37,8 +38,8 @@ class SGDSchedule:
 
 def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_labels: np.ndarray,
                pool: SupervisionPool, schedule: SGDSchedule, *, geometry: CropGeometry, epochs: int, batch_size: int,
-               seed: int, data_workers: int = 0, batchnorm: str = "train", checkpoint: Path | None = None
-               ) -> TrainingLog:
+               seed: int, data_workers: int = 0, batchnorm: str = "train", checkpoint: Path | None = None,
+               precision: Precision = FLOAT32) -> TrainingLog:
     """Train the segmentation network from cues on random crops of the native images (spec 2.6).
 
     images: (H_i, W_i, 3) uint8 per sample, native size; cues: (C, G, G) uint8 per sample over the whole image;
@@ -46,14 +47,16 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
     crop's grid (CueCrops); padded pixels carry no cue and count in neither loss. Each step cuts, per image and present
     class, a graph on the detached features, and fits the network to the grown supervision. Runs on the model's
     device; the cuts and CRFs run on the CPU workers of `pool`, the reading on `data_workers` DataLoader processes
-    (results do not depend on either count). Under torchrun each rank trains a replica on its share of every batch. batchnorm: "train" or "frozen" (dgcn.training.batchnorm).
+    (results do not depend on either count). Under torchrun each rank trains a replica on its share of every batch.
+    batchnorm: "train" or "frozen" (dgcn.training.batchnorm). precision: the network's (mixed precision on CUDA);
+    losses, kNN graphs and cuts stay float32.
     """
     apply_batchnorm_policy(model, batchnorm)
     device = next(model.parameters()).device
     grid = -(-geometry.crop_size // model.output_stride)
     loader = EpochLoader(CueCrops(images, cues, geometry, grid), batch_size=batch_size, seed=seed,
                          workers=data_workers, pin_memory=device.type == "cuda")
-    network = distributed.replicate(model)
+    network = distributed.replicate(precision.wrap(model))
     optimizer = sgd_with_head_lr(model, lr=schedule.lr, momentum=schedule.momentum,
                                  weight_decay=schedule.weight_decay, head_lr_mult=schedule.head_lr_mult)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
@@ -75,8 +78,7 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
         seeding = seeding_loss(probs, torch.from_numpy(supervision))
         constrain = constrain_loss(probs, torch.from_numpy(crf_probs), valid=valid)
         optimizer.zero_grad(set_to_none=True)
-        (seeding + constrain).backward()
-        optimizer.step()
+        precision.step(seeding + constrain, optimizer)
         return {"loss": seeding.item() + constrain.item(), "seeding": seeding.item(), "constrain": constrain.item()}
 
     return fit(model=model, optimizer=optimizer, scheduler=scheduler, step=step, batches=loader, epochs=epochs,

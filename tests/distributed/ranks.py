@@ -1,7 +1,8 @@
-"""One DGCN training step on every rank of a torchrun launch (CPU, gloo), for tests/test_distributed.py: each rank
-saves its parameters before and after the step to <out>/rank<R>.pt.
+"""What each rank of tests/test_distributed.py's torchrun launch (CPU, gloo) does: one DGCN training step, its
+parameters before and after saved to <out>/rank<R>.pt; then, given more arguments, the stage command they name (e.g.
+`export ...`) in the same process group.
 
-Usage: torchrun --nproc_per_node=2 tests/distributed/dgcn_step.py <out folder>
+Usage: torchrun --nproc_per_node=2 tests/distributed/ranks.py <out folder> [<stage> <stage arguments>...]
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from dgcn.data.augment import CropGeometry
 from dgcn.models.registry import build_segmenter
 from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
+from stages.app import app
 
 
-def main(out: Path) -> None:
-    distributed.start(torch.device("cpu"))
+def dgcn_step(out: Path) -> None:
+    """One step of a tiny network on 4 random images, batch 4: 2 per rank."""
+    distributed.join(torch.device("cpu"))
     rng = np.random.default_rng(0)  # the same data on every rank; each trains on its rows of the batch
     images = [rng.integers(0, 256, (40, 36, 3), dtype=np.uint8) for _ in range(4)]
     cues = np.zeros((4, 3, 8, 8), np.uint8)
@@ -28,7 +31,7 @@ def main(out: Path) -> None:
     labels = np.array([[1, 1, 0], [1, 1, 0], [1, 1, 1], [1, 1, 1]], np.uint8)
     torch.manual_seed(distributed.rank())  # different initial weights: the replica must take rank 0's
     model = build_segmenter("small", 3, width=4)
-    before = {name: value.clone() for name, value in model.named_parameters()}
+    before = {name: value.detach().clone() for name, value in model.named_parameters()}
     schedule = SGDSchedule(lr=0.05, momentum=0.9, weight_decay=0.0, head_lr_mult=10.0, warmup_iters=1,
                            decay_every_epochs=1, decay_gamma=1.0)
     with SupervisionPool(workers=0) as pool:
@@ -39,4 +42,6 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    dgcn_step(Path(sys.argv[1]))
+    if len(sys.argv) > 2:
+        app(sys.argv[2:])
