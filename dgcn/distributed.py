@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -117,6 +117,11 @@ def my_shards(count: int, shard_images: int) -> list[range]:
     return [range(start, min(start + shard_images, count)) for start in starts[rank()::world_size()]]
 
 
+def my_block(count: int) -> range:
+    """This rank's contiguous share of `count` items (rank 0 the first): all of them for one process."""
+    return range(rank() * count // world_size(), (rank() + 1) * count // world_size())
+
+
 def gather_to_main(item: _T) -> list[_T]:
     """Every rank's `item`, in rank order, on rank 0 (an empty list elsewhere); [item] for one process."""
     if not active():
@@ -124,6 +129,20 @@ def gather_to_main(item: _T) -> list[_T]:
     gathered: list[Any] = [None] * world_size() if is_main() else []
     dist.gather_object(item, gathered if is_main() else None, dst=0)
     return gathered
+
+
+def gather_shards(items: Iterable[_T], mine: list[range], count: int,
+                  shard_images: int) -> Iterator[tuple[int, list[_T]]]:
+    """(start, items) of every shard of `count` images in order on rank 0, nothing on the other ranks: this rank's
+    shards `mine` (my_shards) read from `items` in their order, the other ranks' gathered, one shard per rank at a
+    time (rank 0 holds at most world_size shards). Every rank must consume the whole iterator."""
+    items = iter(items)
+    shards = len(range(0, count, shard_images))
+    for turn in range(-(-shards // world_size())):
+        shard = (mine[turn].start, [next(items) for _ in mine[turn]]) if turn < len(mine) else None
+        for gathered in gather_to_main(shard):
+            if gathered is not None:
+                yield gathered
 
 
 def sum_counts(counts: np.ndarray) -> np.ndarray:

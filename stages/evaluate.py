@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import typer
 
+from dgcn import distributed
 from dgcn.crf import dense_crf
 from dgcn.cues import CueStore, cue_label_map
 from dgcn.data.loading import resize_labels
@@ -47,7 +48,7 @@ def main(
     upstream: dict[str, float] = {}
     for path in metrics:
         upstream |= read_json(path, "an upstream stage's metrics")
-    device = resolve_device(settings.device, "evaluate.device")
+    device = distributed.join(resolve_device(settings.device, "evaluate.device"))
     models = {role: load_model(path, "segmenter").to(device) for role, path in
               (("dgcn", dgcn_model), ("retrained", model), ("upper_bound", upper_bound))}
     crf_kernels = kernels if settings.crf else None
@@ -57,6 +58,8 @@ def main(
     variants = {"dgcn": ("plain", "crf"), "retrained": retrained_variant, "upper_bound": retrained_variant}
     results = {role: _evaluate(network, role, data.val, len(data.class_names), settings, kernels, variants[role])
                for role, network in models.items()}
+    if not distributed.is_main():  # rank 0 writes the summary, the plots and the gallery
+        return
     scores = {role: matrices[variants[role][-1]] for role, (matrices, _) in results.items()}
     val, upper, dgcn = (scores[role].scores() for role in ("retrained", "upper_bound", "dgcn"))
     figures = {key: upstream.get(key) for key in UPSTREAM_FIGURES}
@@ -91,10 +94,12 @@ def _evaluate(model: torch.nn.Module, role: str, split: Split, num_classes: int,
               kernels: dict[str, float], variants: tuple[str, ...]) -> tuple[dict[str, ConfusionMatrix],
                                                                              list[np.ndarray]]:
     """One confusion matrix over the whole split per variant ("plain": argmax of the multi-scale + mirrored
-    probabilities, "crf": after the dense CRF with `kernels`), and the last variant's first predictions (gallery)."""
+    probabilities, "crf": after the dense CRF with `kernels`), and the last variant's first predictions (gallery).
+    Under torchrun each rank predicts its block of the split (rank 0 the first: the same gallery while gallery_val
+    fits in its block) and the matrices are summed over the ranks."""
     matrices = {variant: ConfusionMatrix(num_classes) for variant in variants}
     kept = []
-    for name in progress(split.names, desc=f"evaluate {role}"):
+    for name in progress([split.names[i] for i in distributed.my_block(len(split.names))], desc=f"evaluate {role}"):
         image, mask = split.dataset.image(name), split.dataset.mask(name)
         probs = predict_probabilities(model, image, scales=settings.scales, flip=settings.flip)
         for variant in variants:
@@ -103,6 +108,8 @@ def _evaluate(model: torch.nn.Module, role: str, split: Split, num_classes: int,
             matrices[variant].add(mask, prediction)
         if len(kept) < settings.gallery_val:
             kept.append(prediction)
+    for matrix in matrices.values():
+        matrix.counts = distributed.sum_counts(matrix.counts)
     return matrices, kept
 
 

@@ -3,7 +3,6 @@ the evidence the crf stage refines into a second."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import typer
@@ -15,7 +14,7 @@ from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import load_model
 from dgcn.precision import Precision
 from dgcn.progress import progress
-from dgcn.pseudo_labels import ExportedImage, iter_pseudo_labels, network_grid
+from dgcn.pseudo_labels import iter_pseudo_labels, network_grid
 from dgcn.storage import EvidenceStoreWriter, LabelStoreWriter, staged_directory
 from dgcn.supervision import SupervisionPool
 from stages.manifest import Manifest
@@ -56,8 +55,8 @@ def main(
         results = iter_pseudo_labels(network, train.dataset.image, train.names, cue_store, cue_store.image_labels,
                                      pool, input_size=settings.input_size, scales=settings.scales,
                                      flip=settings.flip, batch_size=settings.batch_size, runs=mine)
-        shards = _every_shard(progress(results, total=sum(map(len, mine)), desc="export"), mine,
-                              len(train.names), settings.shard_images)
+        shards = distributed.gather_shards(progress(results, total=sum(map(len, mine)), desc="export"), mine,
+                                           len(train.names), settings.shard_images)
         if not distributed.is_main():  # the other ranks compute their shards; rank 0 writes every shard
             for _ in shards:
                 pass
@@ -80,15 +79,3 @@ def main(
             write_json(folder / "metrics.json", metrics)
     summary("export", images=len(train.names), **metrics)
 
-
-def _every_shard(results: Iterable[ExportedImage], mine: list[range], count: int,
-                 shard_images: int) -> Iterator[tuple[int, list[ExportedImage]]]:
-    """(start, images) of every shard in store order on rank 0, nothing on the other ranks: this rank's shards `mine`
-    read from `results` in order, the other ranks' gathered (one shard per rank per round)."""
-    results = iter(results)
-    shards = len(range(0, count, shard_images))
-    for turn in range(-(-shards // distributed.world_size())):
-        shard = (mine[turn].start, [next(results) for _ in mine[turn]]) if turn < len(mine) else None
-        for gathered in distributed.gather_to_main(shard):
-            if gathered is not None:
-                yield gathered

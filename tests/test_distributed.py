@@ -1,6 +1,6 @@
 """torchrun on the CPU with the gloo backend, 2 processes on a tiny configuration: the replicas hold the same weights
-after a DGCN step, and the 2-process export writes the same store bytes as one process. One launch does both
-(tests/distributed/ranks.py): starting torch in three processes is most of the time."""
+after a DGCN step, and the 2-process export and crf stages write the same store bytes as one process. One launch does
+it all (tests/distributed/ranks.py): starting torch in three processes is most of the time."""
 
 from __future__ import annotations
 
@@ -19,12 +19,14 @@ from test_stage_errors import REPO, invoke, prepare_voc_mini, set_param
 from dgcn import distributed
 
 EXPORT = ["--cues", "a/cues/cues.zarr", "--model", "a/train/model.pt", "--manifest", "a/prepare/manifest.json"]
+CRF = ["--evidence", "a/one/evidence.zarr", "--manifest", "a/prepare/manifest.json"]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, voc_mini: Path) -> Iterator[Path]:
     """A tiny project on the vendored photos: cues, a trained DGCN and its 1-process export (in a/one), in this
-    process; then one torchrun launch of 2 ranks: a DGCN step each (ranks/rank<R>.pt), the export into a/two."""
+    process, and its crf (a/crf_one); then one torchrun launch of 2 ranks: a DGCN step each (ranks/rank<R>.pt), the
+    export into a/two, the crf of a/one's evidence into a/crf_two."""
     root = tmp_path_factory.mktemp("distributed")
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     shutil.copy(REPO / "pipelines/voc12.yaml", root / "voc.yaml")
@@ -41,7 +43,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, voc_mini: Path) -> Iterato
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(REPO / "tests" / "distributed" / "ranks.py"), "ranks", "export", "--config", "voc.yaml", *EXPORT,
-               "--out", "a/two"]
+               "--out", "a/two", "--", "crf", "--config", "voc.yaml", *CRF, "--out", "a/crf_two"]
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"torchrun failed:\n{result.stdout}\n{result.stderr}"
     yield root
@@ -54,11 +56,13 @@ def _one_process(voc_mini: Path, config: Path) -> None:
               crop_size=64, epochs=1, batch_size=3, workers=0, warmup_iters=1)
     # 3 images in shards of 1: rank 0 computes shards 0 and 2, rank 1 shard 1.
     set_param(config, "export", device="cpu", input_size=64, batch_size=2, workers=0, shard_images=1, scales=[1.0])
+    set_param(config, "dense_crf", iterations=2)
+    set_param(config, "crf", workers=0)
     manifest = ["--manifest", "a/prepare/manifest.json"]
     for stage, *args in (["cues", *manifest, "--out", "a/cues"],
                          ["train-dgcn", *manifest, "--cues", "a/cues/cues.zarr", "--classifier", "a/cues/classifier.pt",
                           "--out", "a/train"],
-                         ["export", *EXPORT, "--out", "a/one"]):
+                         ["export", *EXPORT, "--out", "a/one"], ["crf", *CRF, "--out", "a/crf_one"]):
         code, output = invoke(stage, *args)
         assert code == 0, f"{stage}: {output}"
 
@@ -77,12 +81,14 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
 
 
-def test_two_process_export_writes_the_one_process_bytes(project: Path) -> None:
-    one, two = _files(project / "a/one"), _files(project / "a/two")
-    assert any(name.startswith("pseudo_labels.zarr/labels/c/2") for name in one)  # a shard file per image
-    assert one.keys() == two.keys()
-    for name in one:
-        assert one[name] == two[name], name
+@pytest.mark.parametrize(("one", "two"), [("one", "two"), ("crf_one", "crf_two")], ids=["export", "crf"])
+def test_two_processes_write_the_one_process_bytes(project: Path, one: str, two: str) -> None:
+    first, second = _files(project / "a" / one), _files(project / "a" / two)
+    labels = "pseudo_labels.zarr" if one == "one" else "crf_labels.zarr"
+    assert any(name.startswith(f"{labels}/labels/c/2") for name in first)  # a shard file per image
+    assert first.keys() == second.keys()
+    for name in first:
+        assert first[name] == second[name], name
 
 
 def test_rank_one_of_two_takes_every_other_row_and_shard(monkeypatch: pytest.MonkeyPatch) -> None:

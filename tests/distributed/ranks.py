@@ -1,8 +1,8 @@
 """What each rank of tests/test_distributed.py's torchrun launch (CPU, gloo) does: one DGCN training step, its
-parameters before and after saved to <out>/rank<R>.pt; then, given more arguments, the stage command they name (e.g.
-`export ...`) in the same process group.
+parameters before and after saved to <out>/rank<R>.pt; then the stage commands that follow, separated by `--` (e.g.
+`export ... -- crf ...`), in the same process group.
 
-Usage: torchrun --nproc_per_node=2 tests/distributed/ranks.py <out folder> [<stage> <stage arguments>...]
+Usage: torchrun --nproc_per_node=2 tests/distributed/ranks.py <out folder> [<stage> <arguments>... [-- <stage> ...]]
 """
 
 from __future__ import annotations
@@ -41,7 +41,15 @@ def dgcn_step(out: Path) -> None:
     torch.save({"before": before, "after": after}, out / f"rank{distributed.rank()}.pt")
 
 
+def run_stages(args: list[str]) -> None:
+    """Run each `--`-separated stage command of `args` in turn; exit with the status of the first that fails."""
+    while args:
+        command, args = (args[:args.index("--")], args[args.index("--") + 1:]) if "--" in args else (args, [])
+        status = app(command, standalone_mode=False)
+        if status:
+            sys.exit(status)
+
+
 if __name__ == "__main__":
     dgcn_step(Path(sys.argv[1]))
-    if len(sys.argv) > 2:
-        app(sys.argv[2:])
+    run_stages(sys.argv[2:])
