@@ -65,7 +65,7 @@ def replicate(model: nn.Module) -> nn.Module:
     if not active():
         return model
     device = next(model.parameters()).device
-    if device.type == "cuda" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+    if device.type == "cuda" and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                      and any(p.requires_grad for p in m.parameters()) for m in model.modules()):
         _convert_batchnorm(model)
     return nn.parallel.DistributedDataParallel(model, device_ids=None if device.type == "cpu" else [device])

@@ -60,7 +60,8 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     Returns the loss log (per epoch and per step). With `checkpoint`, the state after every epoch is saved
     there and an interrupted run resumes from the last completed epoch. Prints one line per epoch on stderr
     (`<desc> epoch 3/10: loss=0.1234 ... (12.3 s)`, mean losses and wall time, checkpoint included), always, so a log
-    keeps the training curve; on a terminal a bar shows the epoch's steps meanwhile.
+    keeps the training curve; on a terminal a bar shows the epoch's steps meanwhile. Under torchrun (dgcn.distributed)
+    the logged losses are the ranks' mean, the replicas are checked equal after every epoch and rank 0 alone saves.
     """
     log = TrainingLog(epochs=[], steps=[])
     start = 0
