@@ -39,8 +39,9 @@ def main(
     cut = load_params("graph_cut", GraphCutParams, config=config, defaults=defaults)
     data = Manifest.load(manifest)
     set_threads()
+    loaded = load_model(model, "segmenter")
     device = distributed.join(resolve_device(settings.device, "export.device"))
-    network = Precision(settings.amp, device, "export.amp").wrap(load_model(model, "segmenter").to(device))
+    network = Precision(settings.amp, device, "export.amp").wrap(loaded.to(device))
     cue_store = CueStore(cues)
     train = data.train
     train.check_store(cue_store.names, cues, "cues")

@@ -47,10 +47,11 @@ def main(
         inputs = [data.root / "SegmentationClassAug"]
     geometry = CropGeometry(settings.crop_size, scale_range=tuple(settings.scale_range),
                             jitter=ColorJitter(**settings.color_jitter.model_dump()))
+    model = build_segmenter(settings.arch, len(data.class_names), pretrained=settings.pretrained,
+                            **settings.arch_options)
     device = distributed.join(resolve_device(settings.device, "retrain.device"))
     precision = Precision(settings.amp, device, "retrain.amp")
-    model = build_segmenter(settings.arch, len(data.class_names), pretrained=settings.pretrained,
-                            **settings.arch_options).to(device)
+    model.to(device)
     checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs])
     optimizer = settings.optimizer
     history = train_segmenter(model, NamedFiles(train.dataset.image, train.names), targets, geometry=geometry,
