@@ -37,7 +37,7 @@ def is_main() -> bool:
 
 
 def active() -> bool:
-    """Whether this run has several processes (and a process group once `start` ran)."""
+    """Whether this run has several processes (and a process group once `join` ran)."""
     return world_size() > 1
 
 
