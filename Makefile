@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test bench ablate
+.PHONY: install demo test bench ablate gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	for b in tests/benchmarks/bench_*.py; do python $$b || exit 1; done
+
+# One GPU: every stage's CUDA path, the DGCN step against a plain step, kNN on the GPU == CPU (tests/benchmarks/gpu_check.py).
+gpu-check: $(STAMP)
+	python tests/benchmarks/gpu_check.py

@@ -60,8 +60,10 @@ def iter_pseudo_labels(
     scales: Sequence[float],
     flip: bool,
     batch_size: int,
+    runs: Sequence[range] | None = None,
 ) -> Iterator[ExportedImage]:
-    """Per image of `names`, in order: its ExportedImage.
+    """Per image of `names`, in order: its ExportedImage; with `runs` (ranges of positions, e.g. one rank's Zarr
+    shards), per image of the runs in their order, batches cut within each run.
 
     load_image(name) -> (H, W, 3) uint8 RGB at the image's own size; cues[i] (C, G, G) {0,1} over the whole image;
     image_labels (N, C) {0,1}, background included.
@@ -80,8 +82,7 @@ def iter_pseudo_labels(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pending: tuple[range, list[tuple[int, int]], list[_Group]] | None = None
-    for begin in range(0, count, batch_size):
-        indices = range(begin, min(begin + batch_size, count))
+    for indices in _batches([range(count)] if runs is None else runs, batch_size, count):
         images = [load_image(names[i]) for i in indices]
         shapes = [long_side_shape(image.shape[:2], input_size) for image in images]
         groups = []
@@ -102,6 +103,16 @@ def iter_pseudo_labels(
         pending = (indices, [image.shape[:2] for image in images], groups)
     if pending is not None:
         yield from _exported(*pending)
+
+
+def _batches(runs: Sequence[range], batch_size: int, count: int) -> Iterator[range]:
+    """Consecutive batches of at most batch_size positions within each run, runs in order; ValueError for a run
+    outside 0 .. count - 1."""
+    for run in runs:
+        if run.step != 1 or (len(run) and not 0 <= run.start <= run.stop - 1 < count):
+            raise ValueError(f"runs must be consecutive positions within the {count} images, got {run}")
+        for begin in range(run.start, run.stop, batch_size):
+            yield range(begin, min(begin + batch_size, run.stop))
 
 
 def _exported(indices: range, sizes: list[tuple[int, int]], groups: list[_Group]) -> Iterator[ExportedImage]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+import torch
 import typer
 
+from dgcn import distributed
 from dgcn.data.palette import voc_palette
 from dgcn.evidence import iter_crf_labels
 from dgcn.metrics import ConfusionMatrix
@@ -38,23 +39,28 @@ def main(
         raise ValueError(f"{evidence} holds classes {store.class_names}, not the manifest's; rerun the export stage")
     num_classes = len(data.class_names)
 
-    images = (train.dataset.image(name) for name in train.names)
-    refined = iter_crf_labels(images, iter(store), confidence=settings.grown_confidence, workers=settings.workers,
-                              **kernels.kernels())
+    distributed.join(torch.device("cpu"))  # under torchrun: each rank refines its shards, rank 0 writes them all
+    mine = distributed.my_shards(len(train.names), store.shard_images)
+    positions = [i for run in mine for i in run]
+    refined = iter_crf_labels((train.dataset.image(train.names[i]) for i in positions), (store[i] for i in positions),
+                              confidence=settings.grown_confidence, workers=settings.workers, **kernels.kernels())
+    shards = distributed.gather_shards(progress(refined, total=len(positions), desc="crf"), mine, len(train.names),
+                                       store.shard_images)
+    if not distributed.is_main():
+        for _ in shards:
+            pass
+        return
     scored = set(train.scored())
     scores = ConfusionMatrix(num_classes)
     with (staged_directory(out) as folder,
           LabelStoreWriter(folder / "crf_labels.zarr", train.names, train.sizes, list(data.class_names),
                            voc_palette()[:num_classes], shard_images=store.shard_images,
                            provenance=provenance("crf", [settings, kernels], [manifest, evidence])) as writer):
-        shard: list[np.ndarray] = []
-        for i, labels in enumerate(progress(refined, total=len(train.names), desc="crf")):
-            shard.append(labels)
-            if i in scored:
-                scores.add(train.dataset.mask(train.names[i]), labels)
-            if len(shard) == store.shard_images or i == len(train.names) - 1:
-                writer.write(i + 1 - len(shard), shard)
-                shard = []
+        for start, shard in shards:
+            writer.write(start, shard)
+            for i, labels in enumerate(shard, start):
+                if i in scored:
+                    scores.add(train.dataset.mask(train.names[i]), labels)
         metrics = train.scoring("crf") | ({"crf_miou": scores.miou()} if scored else {})
         write_json(folder / "metrics.json", metrics)
     summary("crf", images=len(train.names), **metrics)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from dgcn import distributed
 from dgcn.cam import cam_label_map, compute_cams
 from dgcn.cues import (
     cue_quality,
@@ -22,6 +23,7 @@ from dgcn.errors import InputError
 from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import save_model
 from dgcn.models.registry import build_classifier
+from dgcn.precision import Precision
 from dgcn.progress import progress
 from dgcn.storage import LabelStoreWriter, staged_directory
 from dgcn.training.supervised import train_classifier
@@ -55,15 +57,20 @@ def main(
     train = data.train
     labels = train.image_labels()
     saliency = _saliency_folder(settings, data.root)  # checked before the long part
+    device = distributed.join(resolve_device(settings.device, "cues.device"))
+    precision = Precision(settings.amp, device, "cues.amp")
     # The classifier trains on square inputs; its CAMs are computed at each image's own aspect ratio below.
     images = load_stack(train.dataset.image, train.names, settings.input_size, desc="train images")
     model = build_classifier(settings.arch, len(data.class_names) - 1, pretrained=settings.pretrained,
-                             **settings.arch_options).to(resolve_device(settings.device, "cues.device"))
+                             **settings.arch_options).to(device)
     optimizer = settings.optimizer
     history = train_classifier(model, images, labels[:, 1:], epochs=settings.epochs, batch_size=settings.batch_size,
                                lr=optimizer.lr, weight_decay=optimizer.weight_decay, optimizer=optimizer.name,
-                               momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult, seed=settings.seed)
+                               momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult, seed=settings.seed,
+                               precision=precision)
     del images
+    if not distributed.is_main():  # rank 0 computes the CAMs and writes the artifacts
+        return
     cams = compute_cams(model, train.dataset.image, train.names, input_size=settings.input_size,
                         scales=settings.scales)
     grid = cams.shape[-1]

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import typer
 
+from dgcn import distributed
 from dgcn.crf import dense_crf
 from dgcn.cues import CueStore, cue_label_map
 from dgcn.data.loading import resize_labels
@@ -47,7 +48,7 @@ def main(
     upstream: dict[str, float] = {}
     for path in metrics:
         upstream |= read_json(path, "an upstream stage's metrics")
-    device = resolve_device(settings.device, "evaluate.device")
+    device = distributed.join(resolve_device(settings.device, "evaluate.device"))
     val_scored = bool(data.val.scored())
     not_scored = {} if val_scored else {"val": "no val image has a ground-truth mask"}
     if not data.train.scored():  # the upper_bound stage had nothing to train on
@@ -62,6 +63,8 @@ def main(
     results = {role: _evaluate(network, role, data.val, len(data.class_names), settings, kernels, variants[role],
                                keep=settings.gallery_val if role == "retrained" else 0)
                for role, network in models.items()}
+    if not distributed.is_main():  # rank 0 writes the summary, the plots and the gallery
+        return
     unscored = ConfusionMatrix(len(data.class_names))
     scores = {role: results[role][0][variants[role][-1]] if role in results else unscored for role in variants}
     val, upper, dgcn = (scores[role].scores() for role in ("retrained", "upper_bound", "dgcn"))
@@ -129,11 +132,12 @@ def _evaluate(model: torch.nn.Module, role: str, split: Split, num_classes: int,
                                                                                        list[np.ndarray]]:
     """One confusion matrix over the split's images with a mask per variant ("plain": argmax of the multi-scale +
     mirrored probabilities, "crf": after the dense CRF with `kernels`), and the last variant's predictions of the
-    first `keep` images (gallery)."""
+    first `keep` images (gallery). Under torchrun each rank predicts its block of the split (rank 0 the first: the same
+    gallery while `keep` fits in its block) and the matrices are summed over the ranks."""
     matrices = {variant: ConfusionMatrix(num_classes) for variant in variants}
     kept = []
-    for name, masked in progress(zip(split.names, split.masked, strict=True), total=len(split.names),
-                                 desc=f"evaluate {role}"):
+    for i in progress(list(distributed.my_block(len(split.names))), desc=f"evaluate {role}"):
+        name, masked = split.names[i], split.masked[i]
         if not (masked or len(kept) < keep):
             continue
         image = split.dataset.image(name)
@@ -145,6 +149,8 @@ def _evaluate(model: torch.nn.Module, role: str, split: Split, num_classes: int,
                 matrices[variant].add(split.dataset.mask(name), prediction)
         if len(kept) < keep:
             kept.append(prediction)
+    for matrix in matrices.values():
+        matrix.counts = distributed.sum_counts(matrix.counts)
     return matrices, kept
 
 

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import typer
 
+from dgcn import distributed
 from dgcn.cues import CueStore
 from dgcn.data.palette import voc_palette
 from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import load_model
+from dgcn.precision import Precision
 from dgcn.progress import progress
 from dgcn.pseudo_labels import iter_pseudo_labels, network_grid
 from dgcn.storage import EvidenceStoreWriter, LabelStoreWriter, staged_directory
@@ -40,7 +42,9 @@ def main(
     cut = load_params("graph_cut", GraphCutParams, config=config, defaults=defaults)
     data = Manifest.load(manifest)
     set_threads()
-    network = load_model(model, "segmenter").to(resolve_device(settings.device, "export.device"))
+    loaded = load_model(model, "segmenter")
+    device = distributed.join(resolve_device(settings.device, "export.device"))
+    network = Precision(settings.amp, device, "export.amp").wrap(loaded.to(device))
     cue_store = CueStore(cues)
     train = data.train
     train.check_store(cue_store.names, cues, "cues")
@@ -50,31 +54,36 @@ def main(
     palette = voc_palette()[:num_classes].tolist()
     grid = network_grid(network, settings.input_size)
     origin = provenance("export", [settings, cut], [manifest, cues, model])
+    mine = distributed.my_shards(len(train.names), settings.shard_images)
     # export.threshold null: no cut, no pool (iter_pseudo_labels takes None).
     cutter = nullcontext() if settings.threshold is None else SupervisionPool(
         workers=settings.workers, k=cut.knn_k, threshold=settings.threshold, seed_capacity=cut.seed_capacity)
-    with (cutter as pool,
-          staged_directory(out) as folder,
-          LabelStoreWriter(folder / "pseudo_labels.zarr", train.names, train.sizes, list(data.class_names),
-                           palette, shard_images=settings.shard_images, provenance=origin) as writer,
-          EvidenceStoreWriter(folder / "evidence.zarr", train.names, list(data.class_names), grid,
-                              shard_images=settings.shard_images, provenance=origin) as evidence_writer):
+    with cutter as pool:
         results = iter_pseudo_labels(network, train.dataset.image, train.names, cue_store, cue_store.image_labels,
                                      pool, input_size=settings.input_size, scales=settings.scales,
-                                     flip=settings.flip, batch_size=settings.batch_size)
-        shard = []
-        for i, result in enumerate(progress(results, total=len(train.names), desc="export")):
-            shard.append(result)
-            if i in scored:
-                mask = train.dataset.mask(train.names[i])
-                pseudo_scores.add(mask, result.pseudo_label)
-                network_scores.add(mask, result.network_argmax)
-            if len(shard) == settings.shard_images or i == len(train.names) - 1:
-                writer.write(i + 1 - len(shard), [item.pseudo_label for item in shard])
-                evidence_writer.write(i + 1 - len(shard), [item.evidence for item in shard])
-                shard = []
-        metrics = train.scoring("pseudo")
-        if scored:
-            metrics |= {"pseudo_miou": pseudo_scores.miou(), "network_argmax_miou": network_scores.miou()}
-        write_json(folder / "metrics.json", metrics)
+                                     flip=settings.flip, batch_size=settings.batch_size, runs=mine)
+        shards = distributed.gather_shards(progress(results, total=sum(map(len, mine)), desc="export"), mine,
+                                           len(train.names), settings.shard_images)
+        if not distributed.is_main():  # the other ranks compute their shards; rank 0 writes every shard
+            for _ in shards:
+                pass
+            return
+        with (staged_directory(out) as folder,
+              LabelStoreWriter(folder / "pseudo_labels.zarr", train.names, train.sizes, list(data.class_names),
+                               palette, shard_images=settings.shard_images, provenance=origin) as writer,
+              EvidenceStoreWriter(folder / "evidence.zarr", train.names, list(data.class_names), grid,
+                                  shard_images=settings.shard_images, provenance=origin) as evidence_writer):
+            for start, items in shards:
+                writer.write(start, [item.pseudo_label for item in items])
+                evidence_writer.write(start, [item.evidence for item in items])
+                for i, item in enumerate(items, start):
+                    if i in scored:
+                        mask = train.dataset.mask(train.names[i])
+                        pseudo_scores.add(mask, item.pseudo_label)
+                        network_scores.add(mask, item.network_argmax)
+            metrics = train.scoring("pseudo")
+            if scored:
+                metrics |= {"pseudo_miou": pseudo_scores.miou(), "network_argmax_miou": network_scores.miou()}
+            write_json(folder / "metrics.json", metrics)
     summary("export", images=len(train.names), **metrics)
+

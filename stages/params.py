@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -61,6 +62,10 @@ DataWorkers = Annotated[int, Field(ge=0, le=64, description="DataLoader processe
                                                             "results do not depend on it")]
 Scales = Annotated[list[Annotated[float, Field(ge=0.25, le=4)]], Field(min_length=1, description="test-time scales")]
 Device = Annotated[str, Field(min_length=1, description="cpu (byte-identical artifacts), cuda, cuda:N, or auto")]
+# YAML 1.1 reads a bare `off` as false: that is the "off" the file says.
+Amp = Annotated[Literal["bf16", "fp16", "off"], BeforeValidator(lambda value: "off" if value is False else value),
+                Field(description="mixed precision of the network on CUDA: autocast to bf16, or fp16 with gradient "
+                                  "scaling; off: float32 (the only choice on the CPU)")]
 Seed = Annotated[int, Field(ge=0)]
 Epochs = Annotated[int, Field(ge=1)]
 BatchSize = Annotated[int, Field(ge=1)]
@@ -231,6 +236,7 @@ class NetworkParams(Section):
                                                      "mapping replaces the defaults' whole)")
     pretrained: str | None = Field(description='backbone weights: a file, or "imagenet" (local cache only)')
     device: Device
+    amp: Amp
 
     # what builds this section's network: a segmentation network, or (cues) a classifier on a segmenter's trunk
     builder_options: ClassVar[dict[str, type]] = SEGMENTER_OPTIONS
@@ -336,6 +342,7 @@ class ExportParams(Section):
     """Multi-scale inference of the trained DGCN and graph-cut export of its pseudo-labels and evidence."""
 
     device: Device
+    amp: Amp
     input_size: InputSize = Field(description="longer side of the scale-1 network input; the aspect ratio is kept")
     scales: Scales
     flip: bool

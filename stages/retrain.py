@@ -6,11 +6,13 @@ from pathlib import Path
 
 import typer
 
+from dgcn import distributed
 from dgcn.data.augment import ColorJitter, CropGeometry
 from dgcn.data.crops import LazyStore, NamedFiles, labelled_fraction
 from dgcn.errors import InputError
 from dgcn.model_files import save_model
 from dgcn.models.registry import build_segmenter
+from dgcn.precision import Precision
 from dgcn.storage import LabelStore, staged_directory
 from dgcn.training.loop import discard_checkpoint
 from dgcn.training.retrain import train_segmenter
@@ -54,7 +56,10 @@ def main(
         targets = every_map = NamedFiles(train.dataset.mask, names)
         inputs = [train.dataset.mask_source]
     model = build_segmenter(settings.arch, len(data.class_names), pretrained=settings.pretrained,
-                            **settings.arch_options).to(resolve_device(settings.device, "retrain.device"))
+                            **settings.arch_options)
+    device = distributed.join(resolve_device(settings.device, "retrain.device"))
+    precision = Precision(settings.amp, device, "retrain.amp")
+    model.to(device)
     checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs])
     if not names:  # nothing to learn from: the untrained network, and why (evaluate leaves it unscored)
         metrics, log = {"trained_images": 0, "not_trained": "no training image has a ground-truth mask"}, []
@@ -66,9 +71,12 @@ def main(
                               batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
                               batchnorm=settings.batchnorm, epochs=settings.epochs, lr=optimizer.lr,
                               weight_decay=optimizer.weight_decay, checkpoint=checkpoint, optimizer=optimizer.name,
-                              momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult).epochs
+                              momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult,
+                              precision=precision).epochs
         metrics = {"final_loss": log[-1]["loss"], "labelled_fraction": round(labelled_fraction(every_map), 4)}
         metrics |= {} if labels is not None else {"trained_images": len(names)}
+    if not distributed.is_main():  # rank 0 writes the artifacts
+        return
     with staged_directory(out) as folder:
         save_model(folder / "model.pt", model, kind="segmenter", arch=settings.arch,
                    num_outputs=len(data.class_names), options=settings.arch_options)

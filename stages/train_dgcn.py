@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 
+from dgcn import distributed
 from dgcn.cues import CueStore
 from dgcn.data.augment import ColorJitter, CropGeometry
 from dgcn.data.crops import LazyStore, NamedFiles
 from dgcn.model_files import load_model, save_model
 from dgcn.models.registry import build_segmenter
 from dgcn.plots import GROWTH_SCORES, plot_growth
+from dgcn.precision import Precision
 from dgcn.storage import staged_directory
 from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
@@ -45,7 +47,9 @@ def main(
                             **settings.arch_options)
     if settings.init_from_classifier:
         model.load_trunk_from(load_model(classifier, "classifier"))
-    model.to(resolve_device(settings.device, "train_dgcn.device"))
+    device = distributed.join(resolve_device(settings.device, "train_dgcn.device"))
+    precision = Precision(settings.amp, device, "train_dgcn.amp")
+    model.to(device)
     geometry = CropGeometry(settings.crop_size, resize_long=None if settings.resize_long is None else
                             tuple(settings.resize_long), jitter=ColorJitter(**settings.color_jitter.model_dump()))
     optimizer = settings.optimizer
@@ -62,7 +66,9 @@ def main(
                              cue_store.image_labels, pool, schedule, geometry=geometry, epochs=settings.epochs,
                              batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
                              batchnorm=settings.batchnorm, constrain_weight=settings.constrain_weight,
-                             masks=masks, checkpoint=checkpoint)
+                             masks=masks, checkpoint=checkpoint, precision=precision)
+    if not distributed.is_main():  # rank 0 writes the artifacts
+        return
     with staged_directory(out) as folder:
         save_model(folder / "model.pt", model, kind="segmenter", arch=settings.arch,
                    num_outputs=len(data.class_names), options=settings.arch_options)

@@ -141,6 +141,7 @@ def test_crf_kernels_are_dense_crf_keyword_arguments(defaults: Path) -> None:
      "evaluate.scales: list should have at least 1 item after validation, not 0 (got [])"),
     ("export", "export: {scales: [1.0, 5]}", "export.scales[1]: input should be less than or equal to 4 (got 5)"),
     ("prepare", "prepare: {classes: coco}", "prepare.classes: input should be 'voc' or 'synthetic' (got 'coco')"),
+    ("retrain", "retrain: {amp: fp32}", "retrain.amp: input should be 'bf16', 'fp16' or 'off' (got 'fp32')"),
     ("retrain", "retrain: {optimizer: 3}",
      "retrain.optimizer: input should be a valid dictionary or instance of OptimizerParams (got 3)"),
     ("train_dgcn", "train_dgcn: {optimizer: {name: adamw}}",

@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dgcn import distributed
 from dgcn.cues import cue_quality
 from dgcn.data.augment import CropGeometry
 from dgcn.data.crops import CueCrops, Indexed
 from dgcn.losses import constrain_loss, seeding_loss, smoothed_softmax
 from dgcn.models.segmenter import SegmentationNet
+from dgcn.precision import FLOAT32, Precision
 from dgcn.supervision import SupervisionPool
 from dgcn.training.batchnorm import apply_batchnorm_policy
 from dgcn.training.loader import EpochLoader, network_input
@@ -38,7 +40,8 @@ class SGDSchedule:
 def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_labels: np.ndarray,
                pool: SupervisionPool, schedule: SGDSchedule, *, geometry: CropGeometry, epochs: int, batch_size: int,
                seed: int, data_workers: int = 0, batchnorm: str = "train", constrain_weight: float = 1.0,
-               masks: Indexed | None = None, checkpoint: Path | None = None) -> TrainingLog:
+               masks: Indexed | None = None, checkpoint: Path | None = None, precision: Precision = FLOAT32
+               ) -> TrainingLog:
     """Train the segmentation network from cues on random crops of the native images (spec 2.6).
 
     images: (H_i, W_i, 3) uint8 per sample, native size; cues: (C, G, G) uint8 per sample over the whole image;
@@ -46,8 +49,9 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
     crop's grid (CueCrops); padded pixels carry no cue and count in neither loss. Each step cuts, per image and present
     class, a graph on the detached features, and fits the network to the grown supervision. Runs on the model's
     device; the cuts and CRFs run on the CPU workers of `pool`, the reading on `data_workers` DataLoader processes
-    (results do not depend on either count). batchnorm: "train" or "frozen" (dgcn.training.batchnorm).
-    Loss: seeding + constrain_weight x constrain (0: the seeding loss alone).
+    (results do not depend on either count). Under torchrun each rank trains a replica on its share of every batch.
+    batchnorm: "train" or "frozen" (dgcn.training.batchnorm). precision: the network's (mixed precision on CUDA);
+    losses, kNN graphs and cuts stay float32. Loss: seeding + constrain_weight x constrain (0: the seeding loss alone).
     masks: None, or every sample's ground truth, for scoring only: each step then also logs the precision and recall
     (coverage) of the grown supervision and of the cues alone against the masks on the crop's grid
     (grown_precision, grown_recall, cue_precision, cue_recall; dgcn.cues.cue_quality).
@@ -57,6 +61,7 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
     grid = -(-geometry.crop_size // model.output_stride)
     loader = EpochLoader(CueCrops(images, cues, geometry, grid, masks), batch_size=batch_size, seed=seed,
                          workers=data_workers, pin_memory=device.type == "cuda")
+    network = distributed.replicate(precision.wrap(model))
     optimizer = sgd_with_head_lr(model, lr=schedule.lr, momentum=schedule.momentum,
                                  weight_decay=schedule.weight_decay, head_lr_mult=schedule.head_lr_mult)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
@@ -66,7 +71,7 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
 
     def step(batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
         x, grid_images, crop_cues, valid, mask_grid, indices = batch
-        out = model(network_input(x, device))
+        out = network(network_input(x, device))
         if out.scores.shape[-2:] != crop_cues.shape[-2:]:
             raise ValueError(f"the network's output grid {tuple(out.scores.shape[-2:])} for {geometry.crop_size}-pixel "
                              f"crops is not ceil(crop_size / output stride) = {grid}")
@@ -79,8 +84,7 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
         constrain = constrain_loss(probs, torch.from_numpy(crf_probs), valid=valid)
         loss = seeding + constrain_weight * constrain
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        precision.step(loss, optimizer)
         scores = {} if masks is None else _growth_scores(supervision, crop_cues.numpy(), mask_grid.numpy())
         return {"loss": loss.item(), "seeding": seeding.item(), "constrain": constrain.item(), **scores}
 

@@ -11,13 +11,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dgcn.data.crops import SampleKey
+from dgcn.distributed import local_rows
 from dgcn.training.loop import epoch_batches
 from dgcn.workers import die_with_parent
 
 
 class EpochSampler(Sampler[list[SampleKey]]):
     """The batches of epoch_batches(num_samples, batch_size, seed, epoch) as lists of SampleKeys, for a DataLoader's
-    batch_sampler; set_epoch chooses the epoch (the sampler runs in the main process, so workers may persist)."""
+    batch_sampler; set_epoch chooses the epoch (the sampler runs in the main process, so workers may persist). Under
+    torchrun each rank reads its share of every batch (distributed.local_rows)."""
 
     def __init__(self, num_samples: int, batch_size: int, seed: int) -> None:
         self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
@@ -28,8 +30,8 @@ class EpochSampler(Sampler[list[SampleKey]]):
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
         for batch in epoch_batches(self.num_samples, self.batch_size, self.seed, self.epoch):
-            yield [SampleKey(self.seed, self.epoch, int(i), bool(f))
-                   for i, f in zip(batch.indices, batch.flips, strict=True)]
+            yield local_rows([SampleKey(self.seed, self.epoch, int(i), bool(f))
+                              for i, f in zip(batch.indices, batch.flips, strict=True)], len(batch.indices))
 
     def __len__(self) -> int:
         return self.num_samples // min(self.batch_size, self.num_samples)

@@ -13,6 +13,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 import torch
 
+from dgcn import distributed
 from dgcn.progress import log_line, progress
 
 B = TypeVar("B")
@@ -62,7 +63,8 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     warning (see _resume) and the run starts afresh. The caller deletes the checkpoint once its outputs are safe.
     Prints one line per epoch on stderr (`<desc> epoch 3/10: loss=0.1234 ... (12.3 s)`, mean losses and wall time,
     checkpoint included), always, so a log keeps the training curve; on a terminal a bar shows the epoch's steps
-    meanwhile.
+    meanwhile. Under torchrun (dgcn.distributed) the logged losses are the ranks' mean, the replicas are checked equal
+    after every epoch and rank 0 alone saves.
     """
     log, start = _resume(checkpoint, model, optimizer, scheduler, desc)
     for epoch in range(start, epochs):
@@ -74,7 +76,7 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         # No end-of-loop line from the bar: the epoch line below says more.
         bar = progress(data, title, summary=False)
         for batch in bar:
-            losses = step(batch)
+            losses = distributed.mean_losses(step(batch))
             scheduler.step()
             log.steps.append({"step": len(log.steps) + 1, **{key: round(value, 6) for key, value in losses.items()}})
             for key, value in losses.items():
@@ -82,7 +84,8 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             bar.set_postfix({key: f"{value:.3f}" for key, value in losses.items()})
         means = {key: round(value / len(data), 6) for key, value in totals.items()}
         log.epochs.append({"epoch": epoch + 1, **means})
-        if checkpoint is not None:
+        distributed.check_replicas(model)
+        if checkpoint is not None and distributed.is_main():
             _save_checkpoint(checkpoint, model, optimizer, scheduler, epoch, log)
         log_line(f"{title}: {format_losses(means)} ({time.perf_counter() - began:.1f} s)")
     return log

@@ -6,9 +6,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from dgcn import distributed
 from dgcn.data.augment import CropGeometry
 from dgcn.data.crops import Indexed, LabelCrops
 from dgcn.data.palette import IGNORE_INDEX
+from dgcn.precision import FLOAT32, Precision
 from dgcn.training.batchnorm import apply_batchnorm_policy
 from dgcn.training.loader import EpochLoader, network_input
 from dgcn.training.loop import TrainingLog
@@ -17,24 +19,28 @@ from dgcn.training.supervised import train_supervised
 
 def train_segmenter(model: torch.nn.Module, images: Indexed, labels: Indexed, *, geometry: CropGeometry,
                     batch_size: int, seed: int, data_workers: int = 0, batchnorm: str = "train",
+                    precision: Precision = FLOAT32,
                     **settings) -> TrainingLog:
     """Train `model` on its device on dense labels, read and augmented per sample (LabelCrops).
 
     images: (H_i, W_i, 3) uint8 per sample, native size; labels: (H_i, W_i) uint8 per sample. geometry: random scale,
     crop (labels padded with 255) and colour jitter; mirror as the epoch plan says. data_workers: DataLoader processes
-    (the result does not depend on it). batchnorm: "train" or "frozen" (dgcn.training.batchnorm). settings: the keyword
+    (the result does not depend on it). batchnorm: "train" or "frozen" (dgcn.training.batchnorm). precision: the
+    network's (mixed precision on CUDA). settings: the keyword
     arguments of train_supervised (epochs, lr, weight_decay, checkpoint, optimizer, momentum, head_lr_mult).
     """
     apply_batchnorm_policy(model, batchnorm)
     device = next(model.parameters()).device
     loader = EpochLoader(LabelCrops(images, labels, geometry), batch_size=batch_size, seed=seed,
                          workers=data_workers, pin_memory=device.type == "cuda")
+    network = distributed.replicate(precision.wrap(model))
 
     def inputs(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return network_input(batch[0], device), batch[1].to(device)
 
     def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        scores = F.interpolate(model(x).scores, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        scores = F.interpolate(network(x).scores, size=target.shape[-2:], mode="bilinear", align_corners=False)
         return F.cross_entropy(scores, target, ignore_index=IGNORE_INDEX)
 
-    return train_supervised(model, loader, inputs, loss, iters_per_epoch=len(loader), desc="retrain", **settings)
+    return train_supervised(model, loader, inputs, loss, iters_per_epoch=len(loader), desc="retrain",
+                            precision=precision, **settings)
