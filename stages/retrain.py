@@ -60,10 +60,11 @@ def main(
     device = distributed.join(resolve_device(settings.device, "retrain.device"))
     precision = Precision(settings.amp, device, "retrain.amp")
     model.to(device)
-    checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs])
+    checkpoint = None
     if not names:  # nothing to learn from: the untrained network, and why (evaluate leaves it unscored)
         metrics, log = {"trained_images": 0, "not_trained": "no training image has a ground-truth mask"}, []
     else:
+        checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs])
         geometry = CropGeometry(settings.crop_size, scale_range=tuple(settings.scale_range),
                                 jitter=ColorJitter(**settings.color_jitter.model_dump()))
         optimizer = settings.optimizer
@@ -82,5 +83,6 @@ def main(
                    num_outputs=len(data.class_names), options=settings.arch_options)
         write_csv(folder / "train_log.csv", log)
         write_json(folder / "metrics.json", metrics)
-    discard_checkpoint(checkpoint)
+    if checkpoint is not None:
+        discard_checkpoint(checkpoint)
     summary("retrain", labels="ground truth" if ground_truth else labels, epochs=settings.epochs, **metrics)
