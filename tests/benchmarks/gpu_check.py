@@ -103,7 +103,7 @@ def stage_commands() -> list[list[str]]:
          "--out", "a/train_dgcn"],
         ["export", *manifest, "--cues", "a/cues/cues.zarr", "--model", "a/train_dgcn/model.pt", "--out", "a/export"],
         ["crf", *manifest, "--evidence", "a/export/evidence.zarr", "--out", "a/crf"],
-        ["retrain", *manifest, "--labels", "a/crf/crf_labels.zarr", "--out", "a/retrain"],
+        ["retrain", *manifest, "--crf-labels", "a/crf/crf_labels.zarr", "--out", "a/retrain"],
         ["retrain", *manifest, "--ground-truth", "--out", "a/upper_bound"],
         ["evaluate", *manifest, *metrics, "--cues", "a/cues/cues.zarr", "--pseudo-labels",
          "a/export/pseudo_labels.zarr", "--crf-labels", "a/crf/crf_labels.zarr", "--dgcn-model",
