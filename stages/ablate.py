@@ -158,6 +158,8 @@ def main(
     seeds: list[int] = typer.Option(None, "--seed", help="seeds to run (default: the plan's)"),
     plan_file: Path = typer.Option(Path("ablation.yaml"), "--plan", help="the ablation plan"),
     artifacts: Path = typer.Option(Path("artifacts"), help="summaries go to <artifacts>/<setting>/ablation/"),
+    summary_only: bool = typer.Option(False, "--summary-only", help="run nothing: summarise the experiments this "
+                                      "repository already has (e.g. run elsewhere and fetched with `dvc exp pull`)"),
 ) -> None:
     """Run the ablation plan (one dvc experiment per variant and seed); summarise each figure over the seeds."""
     plan = load_plan(plan_file)
@@ -171,8 +173,13 @@ def main(
         for seed in seeds or plan.seeds:
             for variant in variants or list(plan.variants):
                 names[variant, seed] = experiment_name(setting, variant, seed)
-                _run_experiment(names[variant, seed], dataset, run_overrides(plan, setting, variant, seed))
+                if not summary_only:
+                    _run_experiment(names[variant, seed], dataset, run_overrides(plan, setting, variant, seed))
         found = _experiment_summaries(dataset)
+        missing = [name for name in names.values() if name not in found]
+        if missing:
+            raise InputError(f"no experiment {missing[0]} with an evaluate summary (and {len(missing) - 1} more); "
+                             "run it (without --summary-only) or fetch it (dvc exp pull)")
         runs: dict[str, list[dict[str, float | None]]] = {}
         for (variant, seed), name in names.items():
             runs.setdefault(variant, []).append({"seed": seed, **figures_of(found[name], plan.variants[variant])})

@@ -1,0 +1,99 @@
+"""make ablate (stages/ablate.py): the plan, the overrides it passes to DVC, the summary over seeds, one real run."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from dvc_project import TINY, dvc, git, make_project, run
+
+from dgcn.errors import InputError
+from stages.ablate import (
+    FIGURES,
+    Variant,
+    aggregate,
+    experiment_name,
+    figures_of,
+    load_plan,
+    markdown_table,
+    override_args,
+    run_overrides,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_repository_plan_has_the_variants_the_issue_names() -> None:
+    plan = load_plan(REPO / "ablation.yaml")
+    assert {"cam", "seeds_only", "seeds_constrain", "dgcn_no_constrain", "dgcn"} <= set(plan.variants)
+    assert len(plan.seeds) >= 3 and "synthesize.seed" not in plan.seed_keys
+    assert plan.variants["dgcn"].overrides == {}  # the full method is the config as it is
+
+
+def test_overrides_use_hydra_syntax_and_later_sources_win() -> None:
+    plan = load_plan(REPO / "ablation.yaml")
+    overrides = run_overrides(plan, "synthetic", "seeds_only", 2)
+    assert overrides["train_dgcn.constrain_weight"] == 0.0 and overrides["cues.seed"] == 2
+    args = override_args("pipelines/x.yaml", {"a.b": None, "c": [0.1, 0.2], "d": "cam", "e": 1.0})
+    assert args == ["-S", "pipelines/x.yaml:++a.b=null", "-S", "pipelines/x.yaml:++c=[0.1, 0.2]",
+                    "-S", "pipelines/x.yaml:++d=cam", "-S", "pipelines/x.yaml:++e=1.0"]
+    assert experiment_name("synthetic_hard", "seeds_only", 1) == "ablate-synthetic-hard-seeds-only-s1"
+
+
+def test_figures_follow_the_variant_mapping_and_the_ratio_is_per_run() -> None:
+    summary = {"pseudo_miou": 0.5, "cam_baseline_miou": 0.3, "crf_miou": 0.6, "val_miou": 0.4,
+               "upper_bound_val_miou": 0.8, "dgcn_val_miou": 0.45}
+    cam = figures_of(summary, Variant(overrides={}, figures={"pseudo_miou": "cam_baseline_miou", "crf_miou": None}))
+    assert cam["pseudo_miou"] == 0.3 and cam["crf_miou"] is None and cam["ratio_to_upper_bound"] == 0.5
+    assert figures_of({"val_miou": 0.4}, Variant(overrides={}))["ratio_to_upper_bound"] is None
+
+
+def test_aggregate_is_mean_sample_std_and_n_over_the_runs_that_have_the_figure() -> None:
+    runs = [{figure: None for figure in FIGURES} | {"val_miou": v, "crf_miou": c}
+            for v, c in ((0.5, None), (0.7, 0.2), (0.6, None))]
+    result = aggregate(runs)
+    assert result["val_miou"] == {"mean": 0.6, "std": round(math.sqrt(0.01), 4), "n": 3}
+    assert result["crf_miou"] == {"mean": 0.2, "std": 0.0, "n": 1} and result["pseudo_miou"] is None
+    table = markdown_table({"dgcn": result})
+    assert "| `dgcn` |" in table and "0.600 ± 0.100 (3)" in table and table.count("\n") == 3
+
+
+def test_a_bad_plan_is_one_error_naming_the_file(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({"seeds": [0], "seed_keys": ["cues.seed"], "common": {},
+                                    "settings": {"s": {"dataset": "synthetic", "overrides": {}}},
+                                    "variants": {"v": {"overrides": {}, "figures": {"nonsense": None}}}}))
+    with pytest.raises(InputError, match=f"{plan}: unknown figure 'nonsense'"):
+        load_plan(plan)
+    plan.write_text("seeds: [0]\n")
+    with pytest.raises(InputError, match=f"{plan}: seed_keys"):
+        load_plan(plan)
+
+
+def test_make_ablate_runs_dvc_experiments_and_summarises_them(tmp_path: Path) -> None:
+    tiny = {**TINY, "synthesize": {"num_train": 16, "num_val": 8, "image_size": 64}}
+    root = make_project(tmp_path / "repo", ["synthetic"], {"synthetic": tiny})
+    (root / "ablation.yaml").write_text(yaml.safe_dump({
+        "seeds": [0], "seed_keys": ["cues.seed", "train_dgcn.seed", "retrain.seed"], "common": {},
+        "settings": {"synthetic": {"dataset": "synthetic", "overrides": {}}},
+        "variants": {"dgcn": {"overrides": {}},
+                     "seeds_only": {"overrides": {"graph_cut.threshold": 1.0, "train_dgcn.constrain_weight": 0.0,
+                                                  "export.threshold": None}}}}))
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", "base", cwd=root)
+    output = run([sys.executable, "-m", "stages", "ablate"], cwd=root)
+    # The second variant shares the first's data, cues and upper bound through DVC's run cache.
+    assert "ablate-synthetic-seeds-only-s0: ran train_dgcn@synthetic, export@synthetic" in output
+    assert "cues@synthetic" not in output.split("seeds-only-s0: ran")[1].splitlines()[0]
+    summary = json.loads((root / "artifacts/synthetic/ablation/summary.json").read_text())
+    assert set(summary) == {"dgcn", "seeds_only"} and summary["dgcn"]["val_miou"]["n"] == 1
+    assert "| `seeds_only` |" in (root / "artifacts/synthetic/ablation/table.md").read_text()
+    assert json.loads(dvc("metrics", "show", "--json", "artifacts/synthetic/ablation/summary.json", cwd=root))
+    # --summary-only reads the same experiments back without running anything
+    again = run([sys.executable, "-m", "stages", "ablate", "--summary-only"], cwd=root)
+    assert ": ran" not in again
+    assert json.loads((root / "artifacts/synthetic/ablation/summary.json").read_text()) == summary
