@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from dgcn.errors import InputError
+
 _T = TypeVar("_T")
 
 
@@ -84,7 +86,8 @@ def local_rows(rows: Sequence[_T] | np.ndarray, batch_size: int) -> Any:
     if size == 1:
         return rows
     if batch_size % size:
-        raise ValueError(f"batch_size {batch_size} must be a multiple of the {size} processes")
+        raise InputError(f"batch_size {batch_size} must be a multiple of the {size} torchrun processes: set the "
+                         f"stage's batch_size param, or launch another --nproc_per_node")
     return rows[rank()::size]
 
 

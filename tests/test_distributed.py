@@ -17,6 +17,7 @@ from test_cues_stage import TINY_CUES
 from test_stage_errors import REPO, invoke, prepare_voc_mini, set_param
 
 from dgcn import distributed
+from dgcn.errors import InputError
 
 EXPORT = ["--cues", "a/cues/cues.zarr", "--model", "a/train/model.pt", "--manifest", "a/prepare/manifest.json"]
 CRF = ["--evidence", "a/one/evidence.zarr", "--manifest", "a/prepare/manifest.json"]
@@ -95,6 +96,6 @@ def test_rank_one_of_two_takes_every_other_row_and_shard(monkeypatch: pytest.Mon
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     assert distributed.local_rows(list(range(4)), 4) == [1, 3]
-    with pytest.raises(ValueError, match="batch_size 3 must be a multiple of the 2 processes"):
+    with pytest.raises(InputError, match="batch_size 3 must be a multiple of the 2 torchrun processes"):
         distributed.local_rows(list(range(3)), 3)
     assert distributed.my_shards(7, 2) == [range(2, 4), range(6, 7)]
