@@ -159,7 +159,8 @@ def main(
     plan_file: Path = typer.Option(Path("ablation.yaml"), "--plan", help="the ablation plan"),
     artifacts: Path = typer.Option(Path("artifacts"), help="summaries go to <artifacts>/<setting>/ablation/"),
     summary_only: bool = typer.Option(False, "--summary-only", help="run nothing: summarise the experiments this "
-                                      "repository already has (e.g. run elsewhere and fetched with `dvc exp pull`)"),
+                                      "repository already has (e.g. run elsewhere and fetched with `dvc exp pull`), "
+                                      "leaving out those it lacks"),
 ) -> None:
     """Run the ablation plan (one dvc experiment per variant and seed); summarise each figure over the seeds."""
     plan = load_plan(plan_file)
@@ -177,12 +178,14 @@ def main(
                     _run_experiment(names[variant, seed], dataset, run_overrides(plan, setting, variant, seed))
         found = _experiment_summaries(dataset)
         missing = [name for name in names.values() if name not in found]
-        if missing:
-            raise InputError(f"no experiment {missing[0]} with an evaluate summary (and {len(missing) - 1} more); "
-                             "run it (without --summary-only) or fetch it (dvc exp pull)")
+        if missing and not summary_only:
+            raise InputError(f"experiment {missing[0]} left no evaluate summary")
+        for name in missing:  # --summary-only: what was run, each figure's n saying how many seeds
+            typer.echo(f"warning: no experiment {name}: left out of the summary", err=True)
         runs: dict[str, list[dict[str, float | None]]] = {}
         for (variant, seed), name in names.items():
-            runs.setdefault(variant, []).append({"seed": seed, **figures_of(found[name], plan.variants[variant])})
+            if name in found:
+                runs.setdefault(variant, []).append({"seed": seed, **figures_of(found[name], plan.variants[variant])})
         summary = {variant: aggregate(values) for variant, values in runs.items()}
         with staged_directory(artifacts / setting / "ablation") as folder:
             write_json(folder / "summary.json", summary)
