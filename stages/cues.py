@@ -17,7 +17,8 @@ from dgcn.cues import (
     load_saliency,
     write_cue_store,
 )
-from dgcn.data.loading import load_stack, resize_labels
+from dgcn.data.crops import NamedFiles
+from dgcn.data.loading import resize_labels
 from dgcn.data.palette import voc_palette
 from dgcn.errors import InputError
 from dgcn.metrics import ConfusionMatrix
@@ -59,16 +60,16 @@ def main(
     saliency = _saliency_folder(settings, data.root)  # checked before the long part
     device = distributed.join(resolve_device(settings.device, "cues.device"))
     precision = Precision(settings.amp, device, "cues.amp")
-    # The classifier trains on square inputs; its CAMs are computed at each image's own aspect ratio below.
-    images = load_stack(train.dataset.image, train.names, settings.input_size, desc="train images")
     model = build_classifier(settings.arch, len(data.class_names) - 1, pretrained=settings.pretrained,
                              **settings.arch_options).to(device)
     optimizer = settings.optimizer
-    history = train_classifier(model, images, labels[:, 1:], epochs=settings.epochs, batch_size=settings.batch_size,
-                               lr=optimizer.lr, weight_decay=optimizer.weight_decay, optimizer=optimizer.name,
-                               momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult, seed=settings.seed,
-                               precision=precision)
-    del images
+    # The classifier trains on square inputs, read per sample; its CAMs are computed at each image's own aspect ratio
+    # below.
+    history = train_classifier(model, NamedFiles(train.dataset.image, train.names), labels[:, 1:],
+                               input_size=settings.input_size, epochs=settings.epochs, batch_size=settings.batch_size,
+                               seed=settings.seed, data_workers=settings.data_workers, lr=optimizer.lr,
+                               weight_decay=optimizer.weight_decay, optimizer=optimizer.name,
+                               momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult, precision=precision)
     if not distributed.is_main():  # rank 0 computes the CAMs and writes the artifacts
         return
     cams = compute_cams(model, train.dataset.image, train.names, input_size=settings.input_size,

@@ -290,6 +290,7 @@ class CuesParams(NetworkParams):
     epochs: Epochs
     batch_size: BatchSize
     optimizer: OptimizerParams
+    data_workers: DataWorkers
     scales: Scales = Field(description="CAM scales: long side = input_size x scale, aspect ratio kept")
     fg_threshold: Probability = Field(description="foreground cue: max-normalised CAM >= this")
     bg_threshold: Probability = Field(description="background cue: every present class's normalised CAM < this")

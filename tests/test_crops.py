@@ -9,14 +9,15 @@ import torch
 
 import dgcn.training.dgcn as dgcn_training
 from dgcn.data.augment import ColorJitter, Crop, CropGeometry, nearest_indices, random_crop, remap_cues, zoom_nearest
-from dgcn.data.crops import CueCrops, LabelCrops, SampleKey, labelled_fraction
-from dgcn.data.loading import normalize, resize_labels
+from dgcn.data.crops import CueCrops, LabelCrops, SampleKey, SquareImages, labelled_fraction
+from dgcn.data.loading import normalize, resize_image, resize_labels
 from dgcn.data.palette import IGNORE_INDEX
 from dgcn.losses import constrain_loss, seeding_loss
 from dgcn.models.registry import build_segmenter
 from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
 from dgcn.training.loader import EpochLoader
+from dgcn.training.loop import epoch_batches
 
 
 def test_nearest_indices_sample_pixel_centres() -> None:
@@ -176,6 +177,27 @@ def test_batches_do_not_depend_on_the_number_of_workers() -> None:
     # Another seed draws other crops.
     other = _batches(EpochLoader(data, batch_size=4, seed=6, workers=0), 1)
     assert not torch.equal(other[0][0], in_process[0][0])
+
+
+def test_classifier_batches_are_the_resized_images_mirrored_as_the_epoch_plan_says() -> None:
+    """What the classifier trained on when the split was loaded whole: the rows of every image resized to the square
+    input (the same resize_image), those of each batch of epoch_batches, mirrored where its flags say."""
+    rng = np.random.default_rng(1)
+    images = _images(rng, [(int(h), int(w)) for h, w in rng.integers(20, 50, (10, 2))])
+    labels = rng.integers(0, 2, (10, 3), dtype=np.uint8)
+    rows = np.stack([resize_image(image, (24, 24)) for image in images])
+    loader = EpochLoader(SquareImages(images, labels, 24), batch_size=4, seed=3)
+    flags = []
+    for epoch in range(2):
+        plan = epoch_batches(10, 4, 3, epoch)
+        assert len(loader(epoch)) == len(plan) == 2
+        for (x, y), batch in zip(loader(epoch), plan, strict=True):
+            expected = rows[batch.indices]
+            expected[batch.flips] = expected[batch.flips, :, ::-1]
+            assert x.dtype == torch.uint8 and np.array_equal(x.numpy(), expected)
+            assert y.dtype == torch.float32 and np.array_equal(y.numpy(), labels[batch.indices])
+            flags.extend(batch.flips)
+    assert any(flags) and not all(flags)  # both kinds of sample were checked
 
 
 def test_colour_jitter_changes_colours_only_when_asked() -> None:

@@ -8,11 +8,9 @@ import sys
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from dgcn.data.loading import load_stack
 from dgcn.progress import log_line, progress
 from dgcn.training.loop import Batch, epoch_batches, fit
 
@@ -75,15 +73,6 @@ def test_on_a_terminal_a_bar_that_clears_itself_and_lines_through_tqdm_write(
     assert "live" in written and "\r" in written  # the tqdm bar, redrawn in place
     assert "done in" not in written  # no summary line on a terminal
     assert written.endswith("after the bar\n")
-
-
-def test_load_stack_reports_once_and_not_at_all_without_desc(enabled, capsys: pytest.CaptureFixture[str]) -> None:
-    images = {name: np.full((5, 7, 3), i, np.uint8) for i, name in enumerate("abc")}
-    stack = load_stack(images.__getitem__, list(images), 4, desc="images")
-    assert stack.shape == (3, 4, 4, 3) and stack[2].min() == 2
-    assert re.fullmatch(r"images: 3 done in \d+\.\d s\n", capsys.readouterr().err)
-    load_stack(images.__getitem__, list(images), 4, desc=None)
-    assert capsys.readouterr().err == ""
 
 
 def _fit(epochs: int, checkpoint: Path | None = None) -> None:

@@ -15,7 +15,7 @@ from dgcn.data.augment import CropGeometry
 from dgcn.models.registry import build_segmenter
 from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
-from dgcn.training.loop import TrainingLog, epoch_batches, mirror
+from dgcn.training.loop import TrainingLog, epoch_batches
 from dgcn.training.optim import sgd_with_head_lr
 from dgcn.training.retrain import train_segmenter
 from dgcn.training.schedule import poly, warmup_step_decay
@@ -118,12 +118,6 @@ def test_epoch_batches_depend_on_seed_and_epoch_only() -> None:
     assert not all(np.array_equal(a.indices, b.indices) for a, b in zip(first, other_seed, strict=True))
     flips = [np.concatenate([b.flips for b in epoch_batches(40, 40, seed=seed, epoch=2)]) for seed in (1, 2)]
     assert not np.array_equal(*flips)
-
-
-def test_mirror_flips_only_selected_samples() -> None:
-    x = torch.arange(12.0).view(2, 1, 2, 3)
-    out = mirror(x, np.array([False, True]))
-    assert torch.equal(out[0], x[0]) and torch.equal(out[1], x[1].flip(-1))
 
 
 def test_warmup_then_step_decay() -> None:

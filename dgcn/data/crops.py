@@ -1,4 +1,5 @@
-"""Training samples read and augmented one at a time: torch Datasets of random crops of native-size images.
+"""Training samples read and augmented one at a time: torch Datasets of random crops of native-size images, and of
+whole images resized to the classifier's square input.
 
 A sample is addressed by a SampleKey: its randomness comes from numpy's Generator seeded with (seed, epoch, index), and
 its mirror flag from the epoch's batch plan, so a sample's bytes do not depend on the DataLoader's worker count, on
@@ -172,6 +173,30 @@ class LabelCrops(CropDataset):
             raise InputError(f"sample {key.index}: label map {labels.shape} differs from its image {native.shape[:2]}")
         labels = crop.window(resize_labels(labels, image.shape[:2]), IGNORE_INDEX)
         return _mirror_tensor(normalized_window(image, crop), key.flip), torch.from_numpy(_mirror(labels, key.flip)).long()
+
+
+class SquareImages(Dataset):
+    """Classifier samples: the image resized to size x size (bilinear, dgcn.data.loading.resize_image), mirrored as
+    the key says, with its row of image labels.
+
+    images: (H_i, W_i, 3) uint8 per sample; labels: (N, K) {0,1} image labels. An item is (image (size, size, 3)
+    uint8, labels (K,) float32): the batch stays uint8 until it is on the network's device (normalize there).
+    """
+
+    def __init__(self, images: Indexed, labels: np.ndarray, size: int) -> None:
+        if len(labels) != len(images):
+            raise ValueError(f"{len(labels)} label rows for {len(images)} images")
+        self.images = images
+        self.labels = labels
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor]:
+        image = resize_image(np.asarray(self.images[key.index]), (self.size, self.size))
+        labels = np.asarray(self.labels[key.index], dtype=np.float32)
+        return torch.from_numpy(_mirror(image, key.flip, axis=1)), torch.from_numpy(labels)
 
 
 def labelled_fraction(labels: Iterable[np.ndarray]) -> float:

@@ -1,14 +1,10 @@
-"""Images and label maps in memory at the training size, and the one normalisation used at train and test time."""
+"""Images and label maps resized, and the one normalisation used at train and test time."""
 
 from __future__ import annotations
-
-from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
-
-from dgcn.progress import progress
 
 # ImageNet statistics, RGB order everywhere (the published code mixed BGR at training and RGB at test time).
 MEAN = (0.485, 0.456, 0.406)
@@ -45,12 +41,3 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return labels
     return np.asarray(Image.fromarray(labels).resize((size[1], size[0]), Image.NEAREST))
 
-
-def load_stack(load: Callable[[str], np.ndarray], names: Sequence[str], size: int, *,
-               desc: str | None = "loading") -> np.ndarray:
-    """Load every named RGB image and resize it to size x size: (N, size, size, 3) uint8.
-
-    desc labels the progress report; None reports nothing (small per-batch loads would only clutter a log).
-    """
-    named = names if desc is None else progress(names, desc)
-    return np.stack([resize_image(load(name), (size, size)) for name in named])

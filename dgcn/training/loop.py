@@ -141,12 +141,3 @@ def _save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.
                 "epoch": epoch, "log": {"epochs": log.epochs, "steps": log.steps}}, tmp)
     tmp.replace(path)
 
-
-def mirror(x: torch.Tensor, flips: np.ndarray, dim: int = -1) -> torch.Tensor:
-    """Flip along `dim` (the width axis) the samples of the batch `x` whose entry in `flips` is True."""
-    if not flips.any():
-        return x
-    out = x.clone()
-    selected = torch.from_numpy(np.flatnonzero(flips)).to(x.device)
-    out[selected] = torch.flip(x[selected], dims=[dim])
-    return out

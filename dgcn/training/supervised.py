@@ -1,5 +1,5 @@
-"""Plainly supervised training: the cue classifier (image labels, BCE) here, and the optimiser and step that it shares
-with retraining (dgcn.training.retrain)."""
+"""Plainly supervised training: the cue classifier (image labels, BCE, images read per sample) here, and the
+optimiser and step that it shares with retraining (dgcn.training.retrain)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from dgcn import distributed
+from dgcn.data.crops import Indexed, SquareImages
 from dgcn.data.loading import normalize
 from dgcn.precision import FLOAT32, Precision
-from dgcn.training.loop import Batch, EpochData, TrainingLog, epoch_batches, fit, mirror
+from dgcn.training.loader import EpochLoader
+from dgcn.training.loop import EpochData, TrainingLog, fit
 from dgcn.training.optim import sgd_with_head_lr, trainable
 from dgcn.training.schedule import poly
 
@@ -23,30 +25,27 @@ B = TypeVar("B")
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def train_classifier(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
-                     precision: Precision = FLOAT32, **settings) -> TrainingLog:
-    """Multi-label classifier on (N, S, S, 3) uint8 images and (N, C-1) {0,1} foreground labels (BCE), in memory.
+def train_classifier(model: torch.nn.Module, images: Indexed, labels: np.ndarray, *, input_size: int,
+                     batch_size: int, seed: int, data_workers: int = 0, precision: Precision = FLOAT32,
+                     **settings) -> TrainingLog:
+    """Multi-label classifier (BCE) on (N, C-1) {0,1} foreground labels, its images read per sample (SquareImages).
 
-    precision: the network's (mixed precision on CUDA). settings: the keyword arguments of train_supervised
-    (epochs, lr, weight_decay, optimizer, ...).
+    images: (H_i, W_i, 3) uint8 per sample, each resized to input_size x input_size and mirrored as the epoch plan
+    says. data_workers: DataLoader processes (the result does not depend on it). precision: the network's (mixed
+    precision on CUDA). settings: the keyword arguments of train_supervised (epochs, lr, weight_decay, optimizer, ...).
     """
-    images_t, targets = torch.from_numpy(images), torch.from_numpy(labels).float()
     device = next(model.parameters()).device
+    loader = EpochLoader(SquareImages(images, labels, input_size), batch_size=batch_size, seed=seed,
+                         workers=data_workers, pin_memory=device.type == "cuda")
     network = distributed.replicate(precision.wrap(model))
 
-    def inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        x = mirror(normalize(images_t[batch.indices].to(device)), batch.flips)
-        return x, targets[batch.indices].to(device)
+    def inputs(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return normalize(batch[0].to(device)), batch[1].to(device)
 
     def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(network(x), target)
 
-    def plan(epoch: int) -> list[Batch]:
-        """The epoch's batches, this rank's rows of each under torchrun."""
-        return [Batch(distributed.local_rows(b.indices, len(b.indices)), distributed.local_rows(b.flips, len(b.flips)))
-                for b in epoch_batches(len(images), batch_size, seed, epoch)]
-
-    return train_supervised(model, plan, inputs, loss, iters_per_epoch=len(plan(0)), desc="classifier",
+    return train_supervised(model, loader, inputs, loss, iters_per_epoch=len(loader), desc="classifier",
                             precision=precision, **settings)
 
 
