@@ -28,6 +28,14 @@ FIGURES: dict[str, str] = {
     "upper_bound_val_miou": "upper bound (val)",
     "ratio_to_upper_bound": "val / upper bound",
 }
+# What the graph cut adds during training, at the last epoch (train_dgcn's metrics; where every image has a mask):
+# precision and recall of the cues alone and of the grown supervision against the train masks.
+GROWTH: dict[str, str] = {
+    "final_cue_precision": "cues: precision",
+    "final_cue_recall": "cues: recall",
+    "final_grown_precision": "grown: precision",
+    "final_grown_recall": "grown: recall",
+}
 
 
 class _Strict(BaseModel):
@@ -64,8 +72,8 @@ def load_plan(path: Path) -> Plan:
         first = error.errors()[0]
         raise InputError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     for figure in (f for variant in plan.variants.values() for f in variant.figures):
-        if figure not in FIGURES:
-            raise InputError(f"{path}: unknown figure {figure!r} (one of {', '.join(FIGURES)})")
+        if figure not in FIGURES | GROWTH:
+            raise InputError(f"{path}: unknown figure {figure!r} (one of {', '.join(FIGURES | GROWTH)})")
     return plan
 
 
@@ -90,7 +98,7 @@ def run_overrides(plan: Plan, setting: str, variant: str, seed: int) -> dict[str
 
 def figures_of(summary: Mapping[str, Any], variant: Variant) -> dict[str, float | None]:
     """The variant's figures from one run's evaluate summary (None where the variant has none)."""
-    keys = {figure: variant.figures.get(figure, figure) for figure in FIGURES}
+    keys = {figure: variant.figures.get(figure, figure) for figure in FIGURES | GROWTH}
     values = {figure: None if key is None else summary.get(key) for figure, key in keys.items()}
     if values["val_miou"] is not None and values["upper_bound_val_miou"]:
         values["ratio_to_upper_bound"] = round(values["val_miou"] / values["upper_bound_val_miou"], 4)
@@ -100,7 +108,7 @@ def figures_of(summary: Mapping[str, Any], variant: Variant) -> dict[str, float 
 def aggregate(runs: Sequence[Mapping[str, float | None]]) -> dict[str, dict[str, float | int] | None]:
     """figure -> {mean, std (sample, ddof 1; 0 for one run), n} over the runs that have it; None where none does."""
     result: dict[str, dict[str, float | int] | None] = {}
-    for figure in FIGURES:
+    for figure in FIGURES | GROWTH:
         values = [run[figure] for run in runs if run.get(figure) is not None]
         if not values:
             result[figure] = None
@@ -111,14 +119,22 @@ def aggregate(runs: Sequence[Mapping[str, float | None]]) -> dict[str, dict[str,
     return result
 
 
-def markdown_table(summary: Mapping[str, Mapping[str, Mapping[str, float | int] | None]]) -> str:
-    """One row per variant, one column per figure: mean ± std (n)."""
-    lines = ["| variant | " + " | ".join(FIGURES.values()) + " |", "|---" * (len(FIGURES) + 1) + "|"]
+def markdown_table(summary: Mapping[str, Mapping[str, Mapping[str, float | int] | None]],
+                   columns: Mapping[str, str] = FIGURES) -> str:
+    """One row per variant that has any of the columns' figures, one column per figure: mean ± std (n)."""
+    lines = ["| variant | " + " | ".join(columns.values()) + " |", "|---" * (len(columns) + 1) + "|"]
     for variant, figures in summary.items():
-        cells = ["-" if (f := figures[name]) is None else f"{f['mean']:.3f} ± {f['std']:.3f} ({f['n']})"
-                 for name in FIGURES]
+        if all(figures.get(name) is None for name in columns):
+            continue
+        cells = ["-" if (f := figures.get(name)) is None else f"{f['mean']:.3f} ± {f['std']:.3f} ({f['n']})"
+                 for name in columns]
         lines.append(f"| `{variant}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def tables(summary: Mapping[str, Mapping[str, Mapping[str, float | int] | None]]) -> str:
+    """The figures table, then the growth table (the last DGCN epoch's supervision against the train masks)."""
+    return f"{markdown_table(summary)}\n{markdown_table(summary, GROWTH)}"
 
 
 def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
@@ -148,7 +164,9 @@ def _experiment_summaries(dataset: str) -> dict[str, dict[str, Any]]:
             for rev in experiment["revs"]:
                 metrics = (rev.get("data") or {}).get("metrics") or {}
                 if rev.get("name") and summary_path in metrics:
-                    found[rev["name"]] = metrics[summary_path]["data"]
+                    # every stage's metrics (train_dgcn's growth figures among them), the summary's winning
+                    merged = {key: value for path in sorted(metrics) for key, value in metrics[path]["data"].items()}
+                    found[rev["name"]] = merged | metrics[summary_path]["data"]
     return found
 
 
@@ -190,5 +208,5 @@ def main(
         with staged_directory(artifacts / setting / "ablation") as folder:
             write_json(folder / "summary.json", summary)
             write_json(folder / "runs.json", runs)
-            (folder / "table.md").write_text(markdown_table(summary), encoding="utf-8")
-        typer.echo(f"\n{setting} ({len(seeds or plan.seeds)} seeds):\n{markdown_table(summary)}")
+            (folder / "table.md").write_text(tables(summary), encoding="utf-8")
+        typer.echo(f"\n{setting} ({len(seeds or plan.seeds)} seeds):\n{tables(summary)}")

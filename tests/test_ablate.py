@@ -22,6 +22,7 @@ from stages.ablate import (
     markdown_table,
     override_args,
     run_overrides,
+    tables,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +61,10 @@ def test_aggregate_is_mean_sample_std_and_n_over_the_runs_that_have_the_figure()
     assert result["crf_miou"] == {"mean": 0.2, "std": 0.0, "n": 1} and result["pseudo_miou"] is None
     table = markdown_table({"dgcn": result})
     assert "| `dgcn` |" in table and "0.600 ± 0.100 (3)" in table and table.count("\n") == 3
+    grown = aggregate([{"final_grown_recall": 0.5, "val_miou": 0.1}])
+    both = tables({"cam": result, "dgcn": grown})
+    growth_table = both.split("\n\n")[1]
+    assert "grown: recall" in growth_table and "| `dgcn` |" in growth_table and "`cam`" not in growth_table
 
 
 def test_a_bad_plan_is_one_error_naming_the_file(tmp_path: Path) -> None:
