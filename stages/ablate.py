@@ -165,7 +165,8 @@ def _experiment_summaries(dataset: str) -> dict[str, dict[str, Any]]:
                 metrics = (rev.get("data") or {}).get("metrics") or {}
                 if rev.get("name") and summary_path in metrics:
                     # every stage's metrics (train_dgcn's growth figures among them), the summary's winning
-                    merged = {key: value for path in sorted(metrics) for key, value in metrics[path]["data"].items()}
+                    merged = {key: value for path in sorted(metrics)
+                              for key, value in metrics[path].get("data", {}).items()}  # unreadable files: none
                     found[rev["name"]] = merged | metrics[summary_path]["data"]
     return found
 
