@@ -272,6 +272,8 @@ class CropTrainingParams(NetworkParams):
     color_jitter: ColorJitterParams
     batchnorm: BatchNorm
     data_workers: DataWorkers
+    init_from_classifier: bool = Field(description="start from the cue classifier's trunk (learned from the image "
+                                                   "labels alone) instead of `pretrained`")
 
 
 def _check_range(values: list, name: str) -> list:
@@ -310,7 +312,6 @@ class TrainDGCNParams(CropTrainingParams):
 
     resize_long: Annotated[list[Annotated[int, Field(ge=32, le=4096)]], Field(min_length=2, max_length=2)] | None = (
         Field(description="the extended recipe: long side resized to a random [low, high] before the crop; null = off"))
-    init_from_classifier: bool = Field(description="start from the cue classifier's trunk instead of `pretrained`")
     epochs: Epochs
     batch_size: BatchSize
     optimizer: OptimizerParams

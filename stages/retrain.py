@@ -11,12 +11,12 @@ from dgcn.data.augment import ColorJitter, CropGeometry
 from dgcn.data.crops import LazyStore, NamedFiles, labelled_fraction
 from dgcn.errors import InputError
 from dgcn.model_files import save_model
-from dgcn.models.registry import build_segmenter
 from dgcn.precision import Precision
 from dgcn.storage import LabelStore, staged_directory
 from dgcn.training.loop import discard_checkpoint
 from dgcn.training.retrain import train_segmenter
 from stages.manifest import Manifest
+from stages.networks import starting_segmenter
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import RetrainLabelsParams, RetrainParams, load_params
 from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
@@ -28,6 +28,8 @@ def main(
     export_labels: Path = typer.Option(None, help="the export stage's pseudo_labels.zarr (retrain_labels.source: "
                                                   "export)"),
     cam_labels: Path = typer.Option(None, help="the cues stage's cam_labels.zarr (retrain_labels.source: cam)"),
+    classifier: Path = typer.Option(None, help="the cues stage's classifier.pt (retrain.init_from_classifier: its "
+                                               "trunk starts the network)"),
     ground_truth: bool = typer.Option(False, "--ground-truth", help="train on the ground-truth masks instead of "
                                                                     "retrain_labels: the fully-supervised upper bound"),
     manifest: Path = MANIFEST,
@@ -55,8 +57,7 @@ def main(
         names = [train.names[i] for i in train.scored()]
         targets = every_map = NamedFiles(train.dataset.mask, names)
         inputs = [train.dataset.mask_source]
-    model = build_segmenter(settings.arch, len(data.class_names), pretrained=settings.pretrained,
-                            **settings.arch_options)
+    model = starting_segmenter(settings, len(data.class_names), classifier, "retrain")
     device = distributed.join(resolve_device(settings.device, "retrain.device"))
     precision = Precision(settings.amp, device, "retrain.amp")
     model.to(device)
@@ -64,7 +65,8 @@ def main(
     if not names:  # nothing to learn from: the untrained network, and why (evaluate leaves it unscored)
         metrics, log = {"trained_images": 0, "not_trained": "no training image has a ground-truth mask"}, []
     else:
-        checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs])
+        start = [classifier] if settings.init_from_classifier else []
+        checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs, *start])
         geometry = CropGeometry(settings.crop_size, scale_range=tuple(settings.scale_range),
                                 jitter=ColorJitter(**settings.color_jitter.model_dump()))
         optimizer = settings.optimizer

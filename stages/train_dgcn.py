@@ -10,8 +10,7 @@ from dgcn import distributed
 from dgcn.cues import CueStore
 from dgcn.data.augment import ColorJitter, CropGeometry
 from dgcn.data.crops import LazyStore, NamedFiles
-from dgcn.model_files import load_model, save_model
-from dgcn.models.registry import build_segmenter
+from dgcn.model_files import save_model
 from dgcn.plots import GROWTH_SCORES, plot_growth
 from dgcn.precision import Precision
 from dgcn.storage import staged_directory
@@ -19,6 +18,7 @@ from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
 from dgcn.training.loop import discard_checkpoint
 from stages.manifest import Manifest
+from stages.networks import starting_segmenter
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import DenseCRFParams, GraphCutParams, TrainDGCNParams, load_params
 from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
@@ -43,10 +43,7 @@ def main(
     seed_everything(settings.seed)
     train = data.train
     train.check_store(cue_store.names, cues, "cues")
-    model = build_segmenter(settings.arch, len(data.class_names), pretrained=settings.pretrained,
-                            **settings.arch_options)
-    if settings.init_from_classifier:
-        model.load_trunk_from(load_model(classifier, "classifier"))
+    model = starting_segmenter(settings, len(data.class_names), classifier, "train_dgcn")
     device = distributed.join(resolve_device(settings.device, "train_dgcn.device"))
     precision = Precision(settings.amp, device, "train_dgcn.amp")
     model.to(device)

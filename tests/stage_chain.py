@@ -44,8 +44,9 @@ def run_chain(root: Path, config: Path, out: Path) -> Path:
     invoke("export", *common, *manifest, "--cues", out / "cues/cues.zarr", "--model", out / "train_dgcn/model.pt",
            "--out", out / "export")
     invoke("crf", *common, *manifest, "--evidence", out / "export/evidence.zarr", "--out", out / "crf")
-    invoke("retrain", *common, *manifest, "--crf-labels", out / "crf/crf_labels.zarr", "--out", out / "retrain")
-    invoke("retrain", *common, *manifest, "--ground-truth", "--out", out / "upper_bound")
+    start = ["--classifier", out / "cues/classifier.pt"]
+    invoke("retrain", *common, *manifest, "--crf-labels", out / "crf/crf_labels.zarr", *start, "--out", out / "retrain")
+    invoke("retrain", *common, *manifest, "--ground-truth", *start, "--out", out / "upper_bound")
     invoke("evaluate", *common, *manifest, *(arg for stage in ("cues", "export", "crf")
                                              for arg in ("--metrics", out / stage / "metrics.json")),
            "--cues", out / "cues/cues.zarr", "--pseudo-labels", out / "export/pseudo_labels.zarr",
