@@ -3,8 +3,11 @@ summarise every figure as mean, std and n over the seeds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -137,8 +140,24 @@ def tables(summary: Mapping[str, Mapping[str, Mapping[str, float | int] | None]]
     return f"{markdown_table(summary)}\n{markdown_table(summary, GROWTH)}"
 
 
+def run_as_group(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run `command` in a process group of its own, capturing its output. If this process is stopped while it waits
+    (SIGTERM's SystemExit, Ctrl-C), the whole group gets SIGTERM and is waited for: DVC and the stage it runs clean up
+    and exit with it instead of running on."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
+            raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+    return run_as_group([sys.executable, "-m", "dvc", *args])
 
 
 def _run_experiment(name: str, dataset: str, overrides: Mapping[str, Any]) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from stages.ablate import (
     load_plan,
     markdown_table,
     override_args,
+    run_as_group,
     run_overrides,
     tables,
 )
@@ -102,3 +105,37 @@ def test_make_ablate_runs_dvc_experiments_and_summarises_them(tmp_path: Path) ->
     again = run([sys.executable, "-m", "stages", "ablate", "--summary-only"], cwd=root)
     assert ": ran" not in again
     assert json.loads((root / "artifacts/synthetic/ablation/summary.json").read_text()) == summary
+
+
+def test_a_stopped_runner_stops_the_whole_experiment(tmp_path: Path) -> None:
+    """SIGTERM (or Ctrl-C) while an experiment runs reaches DVC and the stage it started, not DVC alone."""
+    pid_file = tmp_path / "grandchild.pid"
+    # a child that starts a grandchild (the stage under DVC), records its pid and waits
+    script = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; "
+              f"time.sleep(60)']); open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+
+    def stop(*_: object) -> None:
+        raise SystemExit(143)
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, 2.0)
+    try:
+        with pytest.raises(SystemExit):
+            run_as_group([sys.executable, "-c", script])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    grandchild = int(pid_file.read_text())
+    for _ in range(50):  # the grandchild is not ours to reap: wait until it is gone or a zombie of init
+        if not _alive(grandchild):
+            break
+        time.sleep(0.1)
+    assert not _alive(grandchild)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
