@@ -26,7 +26,7 @@ from dgcn.model_files import save_model
 from dgcn.models.registry import build_classifier
 from dgcn.precision import Precision
 from dgcn.progress import progress
-from dgcn.storage import LabelStoreWriter, staged_directory
+from dgcn.storage import LabelStore, LabelStoreWriter, staged_directory
 from dgcn.training.supervised import train_classifier
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
@@ -93,7 +93,7 @@ def main(
         origin = provenance("cues", [settings], [manifest, *_sources(settings, data.root, saliency)])
         write_cue_store(folder / "cues.zarr", train.names, cues, cue_labels, list(data.class_names), provenance=origin)
         _write_cam_labels(folder / "cam_labels.zarr", data, cams, settings.cam_background, origin)
-        metrics = _score(data, cams, cues, settings.cam_background) | extra
+        metrics = _score(data, cues, LabelStore(folder / "cam_labels.zarr")) | extra
         write_json(folder / "metrics.json", metrics)
         write_csv(folder / "train_log.csv", history.epochs)
     summary("cues", images=len(train.names), grid=f"{grid}x{grid}", **metrics)
@@ -148,9 +148,9 @@ def _published_cues(settings: CuesParams, root: Path, names: list[str], num_clas
     return published[order], published_labels[order]
 
 
-def _score(data: Manifest, cams: np.ndarray, cues: np.ndarray, cam_background: float) -> dict:
+def _score(data: Manifest, cues: np.ndarray, cam_labels: LabelStore) -> dict:
     """The fraction of grid cells with a cue; on the images with a mask: cue precision/coverage and cues_miou on the
-    grid, the plain-CAM baseline mIoU at full resolution."""
+    grid, the plain-CAM baseline mIoU at full resolution (its label maps read back from the store just written)."""
     train, num_classes, grid = data.train, len(data.class_names), cues.shape[-1]
     figures = {"cue_labelled_fraction": round(float((cues.sum(axis=1) > 0).mean()), 4)} | train.scoring("cues")
     scored = train.scored()
@@ -164,8 +164,7 @@ def _score(data: Manifest, cams: np.ndarray, cues: np.ndarray, cam_background: f
         quality = cue_quality(cues[i], gt_grid) if quality is None else quality + cue_quality(cues[i], gt_grid)
         single = cues[i].sum(axis=0) == 1
         on_cues.add(np.where(single, gt_grid, 255).astype(np.uint8), cues[i].argmax(axis=0).astype(np.uint8))
-        present = np.asarray(train.classes[i], dtype=np.int64)
-        cam.add(gt, cam_label_map(cams[i], present, cam_background, gt.shape))
+        cam.add(gt, cam_labels[i])
     return figures | {"cue_precision": round(float(quality.precision), 4),
                       "cue_coverage": round(float(quality.coverage), 4), "cues_miou": on_cues.miou(),
                       "cam_baseline_miou": cam.miou()}

@@ -94,3 +94,22 @@ def test_published_cues_keep_their_own_labels_and_report_the_mismatch(voc_root: 
     assert store[2][14, 7, 7] == 1 and store[2].sum() == 4  # the cue of the class its mask lacks is kept
     assert store[0][15, 3, 3] == store[0][15, 3, 4] == store[0][5, 2, 2] == store[0][0, 1, 1] == 1
     assert store[1][15, 8, 8] == store[1][0, 0, 15] == 1 and store[1].sum() == 2
+
+
+def test_cam_labels_are_the_scored_cam_baseline(voc_root: Path) -> None:
+    """cam_labels.zarr: one map per training image at its size, over background and the image's classes; the
+    cam_baseline_miou metric is the mIoU of exactly those maps."""
+    from dgcn.metrics import ConfusionMatrix
+    from dgcn.storage import LabelStore
+
+    set_param(Path("voc.yaml"), "cues", saliency_dir=None)
+    code, output = run_cues()
+    assert code == 0, output
+    store, scored = LabelStore("a/cues/cam_labels.zarr"), ConfusionMatrix(21)
+    for i, name in enumerate(TRAIN):
+        mask = np.asarray(Image.open(voc_root / "SegmentationClassAug" / f"{name}.png"))
+        assert store[i].shape == mask.shape
+        assert set(np.unique(store[i])) <= {0} | set(np.unique(mask)) - {255}
+        scored.add(mask, store[i])
+    metrics = json.loads(Path("a/cues/metrics.json").read_text())
+    assert metrics["cam_baseline_miou"] == pytest.approx(scored.miou())
