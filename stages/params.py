@@ -373,6 +373,9 @@ class RetrainParams(CropTrainingParams):
     epochs: Epochs
     batch_size: BatchSize
     optimizer: OptimizerParams
+    class_weights: Literal["none", "inverse_sqrt_frequency"] = Field(
+        description="cross-entropy weight per class: none (the published loss), or 1 / sqrt(the class's share of the "
+                    "training labels' pixels), scaled to a mean of 1 per pixel")
     seed: Seed
 
     @field_validator("scale_range")

@@ -8,10 +8,11 @@ import typer
 
 from dgcn import distributed
 from dgcn.data.augment import ColorJitter, CropGeometry
-from dgcn.data.crops import LazyStore, NamedFiles, labelled_fraction
+from dgcn.data.crops import LabelCounts, LazyStore, NamedFiles
 from dgcn.errors import InputError
 from dgcn.model_files import save_model
 from dgcn.precision import Precision
+from dgcn.progress import progress
 from dgcn.storage import LabelStore, staged_directory
 from dgcn.training.loop import discard_checkpoint
 from dgcn.training.retrain import train_segmenter
@@ -67,6 +68,8 @@ def main(
     else:
         start = [classifier] if settings.init_from_classifier else []
         checkpoint = checkpoint_path("retrain", [settings], [manifest, *inputs, *start])
+        counts = LabelCounts.of(progress(every_map, desc="counting label pixels"), len(data.class_names))
+        weights = counts.inverse_sqrt_frequency() if settings.class_weights == "inverse_sqrt_frequency" else None
         geometry = CropGeometry(settings.crop_size, scale_range=tuple(settings.scale_range),
                                 jitter=ColorJitter(**settings.color_jitter.model_dump()))
         optimizer = settings.optimizer
@@ -75,8 +78,9 @@ def main(
                               batchnorm=settings.batchnorm, epochs=settings.epochs, lr=optimizer.lr,
                               weight_decay=optimizer.weight_decay, checkpoint=checkpoint, optimizer=optimizer.name,
                               momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult,
-                              precision=precision).epochs
-        metrics = {"final_loss": log[-1]["loss"], "labelled_fraction": round(labelled_fraction(every_map), 4)}
+                              precision=precision, class_weights=weights).epochs
+        metrics = {"final_loss": log[-1]["loss"], "labelled_fraction": round(counts.labelled_fraction, 4)}
+        metrics |= {} if weights is None else {"class_weights": [round(float(value), 4) for value in weights]}
         metrics |= {} if labels is not None else {"trained_images": len(names)}
     if not distributed.is_main():  # rank 0 writes the artifacts
         return

@@ -9,9 +9,10 @@ import torch
 
 import dgcn.training.dgcn as dgcn_training
 from dgcn.data.augment import ColorJitter, Crop, CropGeometry, nearest_indices, random_crop, remap_cues, zoom_nearest
-from dgcn.data.crops import CueCrops, LabelCrops, SampleKey, SquareImages, labelled_fraction
+from dgcn.data.crops import CueCrops, LabelCounts, LabelCrops, SampleKey, SquareImages
 from dgcn.data.loading import normalize, resize_image, resize_labels
 from dgcn.data.palette import IGNORE_INDEX
+from dgcn.errors import InputError
 from dgcn.losses import constrain_loss, seeding_loss
 from dgcn.models.registry import build_segmenter
 from dgcn.supervision import SupervisionPool
@@ -151,9 +152,24 @@ def test_label_map_of_another_size_is_named() -> None:
         data[SampleKey(0, 0, 0, False)]
 
 
-def test_labelled_fraction_counts_every_pixel_of_every_map() -> None:
+def test_label_counts_count_every_pixel_of_every_map() -> None:
     maps = [np.array([[0, 255]], np.uint8), np.array([[1, 2, 255], [3, 4, 5]], np.uint8)]
-    assert labelled_fraction(maps) == pytest.approx(6 / 8)
+    counts = LabelCounts.of(maps, 6)
+    assert counts.per_class.tolist() == [1, 1, 1, 1, 1, 1] and counts.pixels == 8
+    assert counts.labelled_fraction == pytest.approx(6 / 8)
+    with pytest.raises(InputError, match="label map 1 holds a class >= 5"):
+        LabelCounts.of(maps, 5)
+
+
+def test_inverse_sqrt_frequency_weights() -> None:
+    """Shares 0.81, 0.09, 0.1 (and an absent class): weights 1/0.9, 1/0.3, 1/sqrt(0.1), 0, scaled to a pixel mean
+    of 1, so the rare class weighs 3x the common one and the loss keeps its scale."""
+    counts = LabelCounts(np.array([81, 9, 10, 0]), 120)
+    weights = counts.inverse_sqrt_frequency()
+    share = np.array([0.81, 0.09, 0.10, 0.0])
+    assert weights[1] / weights[0] == pytest.approx(3.0) and weights[3] == 0.0
+    assert (share * weights).sum() == pytest.approx(1.0)
+    assert weights[2] / weights[0] == pytest.approx(0.9 / np.sqrt(0.1))
 
 
 def _batches(loader: EpochLoader, epochs: int) -> list:

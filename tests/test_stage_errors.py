@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 import zarr.errors
+from PIL import Image
 from typer.testing import CliRunner
 
 from dgcn.data.palette import voc_palette
@@ -265,6 +266,23 @@ def test_published_stage_leaves_no_checkpoint_and_a_rerun_trains(small_retrain: 
         assert code == 0, output
         assert "retrain epoch 1/2:" in output and "resuming" not in output
         assert not list(small_retrain.iterdir())  # checkpoint and digest folder gone
+
+
+def test_class_weights_come_from_the_training_labels(small_retrain: Path, voc_mini: Path) -> None:
+    """retrain.class_weights: inverse_sqrt_frequency weighs each class by the masks' pixel shares (recorded in the
+    metrics): 0 for a class no mask holds, rarer classes more, a mean of 1 per labelled pixel."""
+    set_param(Path("voc.yaml"), "retrain", class_weights="inverse_sqrt_frequency", epochs=1)
+    code, output = _retrain_ground_truth()
+    assert code == 0, output
+    weights = np.array(json.loads(Path("a/upper_bound/metrics.json").read_text())["class_weights"])
+    names = (voc_mini / "ImageSets/Segmentation/train_aug.txt").read_text().split()
+    counts = sum(np.bincount(np.asarray(Image.open(voc_mini / "SegmentationClassAug" / f"{name}.png")).ravel(),
+                             minlength=256)[:21] for name in names)
+    share = counts / counts.sum()
+    assert weights.shape == (21,) and np.array_equal(weights == 0, share == 0)
+    present = share > 0
+    assert np.all(np.diff(weights[present][np.argsort(share[present])]) <= 1e-3)  # rarer classes weigh more
+    assert (share * weights).sum() == pytest.approx(1.0, abs=1e-3)
 
 
 def test_damaged_checkpoint_is_set_aside_and_the_stage_trains(small_retrain: Path,

@@ -25,7 +25,8 @@ class Killed(Exception):
     """Stands in for the process being killed after a checkpoint was written."""
 
 
-def retrain_on_crops(checkpoint: Path | None) -> tuple[dict[str, torch.Tensor], TrainingLog]:
+def retrain_on_crops(checkpoint: Path | None, class_weights: list[float] | None = None
+                     ) -> tuple[dict[str, torch.Tensor], TrainingLog]:
     torch.manual_seed(0)
     model = build_segmenter("small", 2, width=4)
     rng = np.random.default_rng(0)
@@ -33,8 +34,18 @@ def retrain_on_crops(checkpoint: Path | None) -> tuple[dict[str, torch.Tensor], 
     labels = (images[..., 0] > 128).astype(np.uint8)
     # Random scale and crop: the per-sample randomness must resume too.
     history = train_segmenter(model, images, labels, geometry=CropGeometry(24, scale_range=(0.75, 1.25)), epochs=3,
-                              batch_size=4, lr=0.01, weight_decay=0.0, seed=3, checkpoint=checkpoint)
+                              batch_size=4, lr=0.01, weight_decay=0.0, seed=3, checkpoint=checkpoint,
+                              class_weights=class_weights)
     return model.state_dict(), history
+
+
+def test_class_weights_reach_the_retraining_loss() -> None:
+    """Weights of 1 are the plain loss, bit for bit; other weights change what the network learns."""
+    plain, _ = retrain_on_crops(None)
+    ones, _ = retrain_on_crops(None, [1.0, 1.0])
+    weighted, _ = retrain_on_crops(None, [0.5, 2.0])
+    assert all(torch.equal(plain[name], ones[name]) for name in plain)
+    assert not all(torch.equal(plain[name], weighted[name]) for name in plain)
 
 
 def train_dgcn_on_crops(checkpoint: Path | None) -> tuple[dict[str, torch.Tensor], TrainingLog]:

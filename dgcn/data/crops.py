@@ -199,10 +199,34 @@ class SquareImages(Dataset):
         return torch.from_numpy(_mirror(image, key.flip, axis=1)), torch.from_numpy(labels)
 
 
-def labelled_fraction(labels: Iterable[np.ndarray]) -> float:
-    """Fraction of the pixels of all label maps that carry a class (are not IGNORE_INDEX), each map at its own size."""
-    labelled = pixels = 0
-    for label in labels:
-        labelled += int(np.count_nonzero(label != IGNORE_INDEX))
-        pixels += label.size
-    return labelled / pixels if pixels else 0.0
+class LabelCounts(NamedTuple):
+    """Pixels per class over label maps (IGNORE_INDEX apart) and all their pixels."""
+
+    per_class: np.ndarray  # (C,) int64
+    pixels: int
+
+    @classmethod
+    def of(cls, labels: Iterable[np.ndarray], num_classes: int) -> LabelCounts:
+        """Count every pixel of every map, each at its own size; a label >= num_classes (other than ignore) is an
+        error naming the map."""
+        per_class, pixels = np.zeros(num_classes, dtype=np.int64), 0
+        for i, label in enumerate(labels):
+            counts = np.bincount(label.ravel(), minlength=256)
+            if counts[num_classes:IGNORE_INDEX].any():
+                raise InputError(f"label map {i} holds a class >= {num_classes}")
+            per_class += counts[:num_classes]
+            pixels += label.size
+        return cls(per_class, pixels)
+
+    @property
+    def labelled_fraction(self) -> float:
+        """Fraction of the pixels that carry a class."""
+        return float(self.per_class.sum() / self.pixels) if self.pixels else 0.0
+
+    def inverse_sqrt_frequency(self) -> np.ndarray:
+        """(C,) float64 class weights proportional to 1 / sqrt(the class's share of the labelled pixels), 0 for an
+        absent class, scaled so that the mean weight over the labelled pixels is 1."""
+        share = self.per_class / max(int(self.per_class.sum()), 1)
+        weights = np.divide(1.0, np.sqrt(share), out=np.zeros_like(share), where=share > 0)
+        mean = float((share * weights).sum())
+        return weights / mean if mean > 0 else weights

@@ -3,6 +3,8 @@ crop + mirror samples of the native images."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -19,14 +21,15 @@ from dgcn.training.supervised import train_supervised
 
 def train_segmenter(model: torch.nn.Module, images: Indexed, labels: Indexed, *, geometry: CropGeometry,
                     batch_size: int, seed: int, data_workers: int = 0, batchnorm: str = "train",
-                    precision: Precision = FLOAT32,
+                    precision: Precision = FLOAT32, class_weights: Sequence[float] | None = None,
                     **settings) -> TrainingLog:
     """Train `model` on its device on dense labels, read and augmented per sample (LabelCrops).
 
     images: (H_i, W_i, 3) uint8 per sample, native size; labels: (H_i, W_i) uint8 per sample. geometry: random scale,
     crop (labels padded with 255) and colour jitter; mirror as the epoch plan says. data_workers: DataLoader processes
     (the result does not depend on it). batchnorm: "train" or "frozen" (dgcn.training.batchnorm). precision: the
-    network's (mixed precision on CUDA). settings: the keyword
+    network's (mixed precision on CUDA). class_weights: one cross-entropy weight per class (None: all 1, the
+    published loss). settings: the keyword
     arguments of train_supervised (epochs, lr, weight_decay, checkpoint, optimizer, momentum, head_lr_mult).
     """
     apply_batchnorm_policy(model, batchnorm)
@@ -34,13 +37,14 @@ def train_segmenter(model: torch.nn.Module, images: Indexed, labels: Indexed, *,
     loader = EpochLoader(LabelCrops(images, labels, geometry), batch_size=batch_size, seed=seed,
                          workers=data_workers, pin_memory=device.type == "cuda")
     network = distributed.replicate(precision.wrap(model))
+    weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32, device=device)
 
     def inputs(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return network_input(batch[0], device), batch[1].to(device)
 
     def loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         scores = F.interpolate(network(x).scores, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        return F.cross_entropy(scores, target, ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(scores, target, weight=weight, ignore_index=IGNORE_INDEX)
 
     return train_supervised(model, loader, inputs, loss, iters_per_epoch=len(loader), desc="retrain",
                             precision=precision, **settings)
