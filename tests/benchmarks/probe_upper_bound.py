@@ -3,7 +3,7 @@ ground-truth masks, then its val mIoU (as the evaluate stage scores it: its scal
 mIoU (low there too: the network underfits, it does not overfit).
 
     python tests/benchmarks/probe_upper_bound.py [--object-area 0.08 0.20] [--clutter 2 4] [--epochs 12]
-        [--scratch] [--cues-epochs 25] [--seed 0]
+        [--scratch] [--class-weights none|inverse_sqrt_frequency] [--cues-epochs 25] [--seed 0]
 
 The stage commands run in a scratch folder on pipelines/synthetic.yaml's settings with these overrides: synthesize,
 prepare, cues (without --scratch, for the classifier whose trunk starts the network: retrain.init_from_classifier)
@@ -55,13 +55,16 @@ def main() -> None:
     parser.add_argument("--clutter", type=int, nargs=2, default=[2, 4])
     parser.add_argument("--epochs", type=int, default=12, help="retrain.epochs")
     parser.add_argument("--scratch", action="store_true", help="retrain.init_from_classifier: false")
+    parser.add_argument("--class-weights", choices=["none", "inverse_sqrt_frequency"],
+                        default="inverse_sqrt_frequency", help="retrain.class_weights")
     parser.add_argument("--cues-epochs", type=int, default=25, help="cues.epochs (the ablation's budget)")
     parser.add_argument("--seed", type=int, default=0, help="cues.seed and retrain.seed")
     args = parser.parse_args()
     config = merge(yaml.safe_load((REPO / "pipelines/synthetic.yaml").read_text()), {
         "synthesize": {"object_area": args.object_area, "clutter": args.clutter},
         "cues": {"epochs": args.cues_epochs, "seed": args.seed},
-        "retrain": {"epochs": args.epochs, "seed": args.seed, "init_from_classifier": not args.scratch}})
+        "retrain": {"epochs": args.epochs, "seed": args.seed, "init_from_classifier": not args.scratch,
+                    "class_weights": args.class_weights}})
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         (work / "probe.yaml").write_text(yaml.safe_dump(config))
@@ -80,7 +83,8 @@ def main() -> None:
         val = miou(model, data.val, data.val.names, settings.scales, settings.flip).scores()
         train = miou(model, data.train, data.train.names[:len(data.val.names)], [1.0], False).scores()
     print(json.dumps({"object_area": args.object_area, "clutter": args.clutter, "epochs": args.epochs,
-                      "start": "scratch" if args.scratch else "classifier", "seed": args.seed,
+                      "start": "scratch" if args.scratch else "classifier", "class_weights": args.class_weights,
+                      "seed": args.seed,
                       "val_miou": round(val["miou"], 4), "train_miou": round(train["miou"], 4),
                       "val_iou": [round(float(value), 3) for value in val["iou"]]}))
 
