@@ -10,7 +10,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,17 @@ GROWTH: dict[str, str] = {
 }
 
 
+# The params sections that decide the outputs of the stages two runs of a seed share, each stage with those before it.
+# A run waits for the first earlier run that agrees with it on one of these, so that DVC's run cache hands it that
+# run's outputs instead of both computing them at once. Only how much work is shared depends on this, never a figure.
+SHARED_SECTIONS: dict[str, frozenset[str]] = {
+    "cues": frozenset({"synthesize", "prepare", "cues"}),
+    "train_dgcn": frozenset({"synthesize", "prepare", "cues", "train_dgcn", "graph_cut", "dense_crf"}),
+}
+# Where each run's DVC output goes (an ignored folder).
+LOG_DIR = Path(".dvc/tmp/ablate")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -48,6 +61,7 @@ class _Strict(BaseModel):
 class Variant(_Strict):
     overrides: dict[str, Any] = Field(description="dotted param key -> value, over pipelines/<dataset>.yaml")
     figures: dict[str, str | None] = Field(default_factory=dict, description="figure -> summary key; null: none")
+    lever: bool = Field(False, description="a lever being tried, not a component: run only when named (--variant)")
 
 
 class Setting(_Strict):
@@ -58,6 +72,7 @@ class Setting(_Strict):
 class Plan(_Strict):
     seeds: list[int] = Field(min_length=1)
     seed_keys: list[str] = Field(min_length=1)
+    threads: int = Field(1, ge=1, description="torch threads of every run: the figures do not depend on the machine")
     common: dict[str, Any]
     settings: dict[str, Setting] = Field(min_length=1)
     variants: dict[str, Variant] = Field(min_length=1)
@@ -140,6 +155,13 @@ def tables(summary: Mapping[str, Mapping[str, Mapping[str, float | int] | None]]
     return f"{markdown_table(summary)}\n{markdown_table(summary, GROWTH)}"
 
 
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the process's whole group (DVC and the stage it runs), then wait for it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    process.wait()
+
+
 def run_as_group(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """Run `command` in a process group of its own, capturing its output. If this process is stopped while it waits
     (SIGTERM's SystemExit, Ctrl-C), the whole group gets SIGTERM and is waited for: DVC and the stage it runs clean up
@@ -149,9 +171,7 @@ def run_as_group(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
         try:
             stdout, stderr = process.communicate()
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            process.wait()
+            _stop(process)
             raise
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
@@ -160,40 +180,105 @@ def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
     return run_as_group([sys.executable, "-m", "dvc", *args])
 
 
-def _run_experiment(name: str, dataset: str, overrides: Mapping[str, Any]) -> None:
-    """One `dvc exp run --temp` of evaluate@dataset under `overrides`; an earlier experiment of that name goes first."""
-    _dvc("exp", "remove", name)  # absent: an error we do not need
-    result = _dvc("exp", "run", "--temp", "-n", name, *override_args(f"pipelines/{dataset}.yaml", overrides),
-                  f"evaluate@{dataset}")
-    if result.returncode != 0:
-        raise InputError(f"experiment {name} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
-    typer.echo(f"{name}: ran {', '.join(ran) or 'nothing (all cached)'}")
+@dataclass(frozen=True)
+class Run:
+    """One experiment of the plan: a variant at a seed of a setting."""
+
+    name: str
+    dataset: str
+    overrides: dict[str, Any] = field(hash=False)
 
 
-def _experiment_summaries(dataset: str) -> dict[str, dict[str, Any]]:
-    """Experiment name -> its evaluate summary, from `dvc exp show --json`."""
+def plan_runs(plan: Plan, settings: Sequence[str], variants: Sequence[str], seeds: Sequence[int]) -> list[Run]:
+    """Every run, variant by variant (each over its seeds), so that the runs that share the most come first."""
+    return [Run(experiment_name(setting, variant, seed), plan.settings[setting].dataset,
+                run_overrides(plan, setting, variant, seed))
+            for setting in settings for variant in variants for seed in seeds]
+
+
+def waits_for(runs: Sequence[Run]) -> dict[str, set[str]]:
+    """Run name -> the earlier runs it waits for: per SHARED_SECTIONS stage, the first run with the same settings."""
+    first: dict[tuple[str, str], Run] = {}
+    waits: dict[str, set[str]] = {}
+    for run in runs:
+        waits[run.name] = set()
+        for stage, sections in SHARED_SECTIONS.items():
+            chosen = {key: value for key, value in run.overrides.items() if key.split(".")[0] in sections}
+            leader = first.setdefault((stage, f"{run.dataset} {json.dumps(chosen, sort_keys=True)}"), run)
+            if leader is not run:
+                waits[run.name].add(leader.name)
+    return waits
+
+
+def _start(run: Run, threads: int) -> subprocess.Popen:
+    """`dvc exp run --temp` of evaluate@dataset under the run's overrides, in a process group of its own, its output
+    to LOG_DIR/<name>.log; torch on `threads` threads. An earlier experiment of that name goes first."""
+    _dvc("exp", "remove", run.name)  # absent: an error we do not need
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with (LOG_DIR / f"{run.name}.log").open("w", encoding="utf-8") as log:
+        return subprocess.Popen([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", run.name,
+                                 *override_args(f"pipelines/{run.dataset}.yaml", run.overrides),
+                                 f"evaluate@{run.dataset}"],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _finished(run: Run, process: subprocess.Popen, seconds: float) -> None:
+    """Say which stages the run computed (the others came from the run cache); a failed run is an InputError."""
+    output = (LOG_DIR / f"{run.name}.log").read_text(encoding="utf-8", errors="replace")
+    if process.returncode != 0:
+        raise InputError(f"experiment {run.name} failed (all of its output: {LOG_DIR / run.name}.log):\n"
+                         f"{output[-3000:]}")
+    ran = [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+    typer.echo(f"{run.name}: ran {', '.join(ran) or 'nothing (all cached)'} ({seconds:.0f} s)")
+
+
+def run_experiments(runs: Sequence[Run], *, jobs: int, threads: int) -> None:
+    """Run `jobs` experiments at once, each after the runs it waits for (waits_for). A failure, or this process being
+    stopped, stops every experiment still running."""
+    waits, pending, done = waits_for(runs), list(runs), set()
+    running: dict[Run, tuple[subprocess.Popen, float]] = {}
+    try:
+        while pending or running:
+            for run in [run for run in pending if waits[run.name] <= done][: jobs - len(running)]:
+                pending.remove(run)
+                running[run] = (_start(run, threads), time.monotonic())
+            time.sleep(0.5)
+            for run, (process, started) in list(running.items()):
+                if process.poll() is not None:
+                    del running[run]
+                    _finished(run, process, time.monotonic() - started)
+                    done.add(run.name)
+    except BaseException:
+        for process, _ in running.values():
+            _stop(process)
+        raise
+
+
+def _experiment_metrics() -> dict[str, dict[str, dict[str, Any]]]:
+    """Experiment name -> metrics file -> its data, from `dvc exp show --json` (unreadable files: none)."""
     result = _dvc("exp", "show", "--json")
     if result.returncode != 0:
         raise InputError(f"dvc exp show failed: {result.stderr.strip()}")
+    return {rev["name"]: {path: metric.get("data", {}) for path, metric in rev["data"]["metrics"].items()}
+            for baseline in json.loads(result.stdout) for experiment in baseline.get("experiments") or []
+            for rev in experiment["revs"] if rev.get("name") and (rev.get("data") or {}).get("metrics")}
+
+
+def evaluate_summary(metrics: Mapping[str, Mapping[str, Any]], dataset: str) -> dict[str, Any] | None:
+    """Every metric of a run's stages (train_dgcn's growth figures among them), its evaluate summary's winning; None
+    where the run has no evaluate summary for `dataset`."""
     summary_path = f"artifacts/{dataset}/evaluate/summary.json"
-    found = {}
-    for baseline in json.loads(result.stdout):
-        for experiment in baseline.get("experiments") or []:
-            for rev in experiment["revs"]:
-                metrics = (rev.get("data") or {}).get("metrics") or {}
-                if rev.get("name") and summary_path in metrics:
-                    # every stage's metrics (train_dgcn's growth figures among them), the summary's winning
-                    merged = {key: value for path in sorted(metrics)
-                              for key, value in metrics[path].get("data", {}).items()}  # unreadable files: none
-                    found[rev["name"]] = merged | metrics[summary_path]["data"]
-    return found
+    if summary_path not in metrics:
+        return None
+    return {key: value for path in sorted(metrics) for key, value in metrics[path].items()} | metrics[summary_path]
 
 
 def main(
     settings: list[str] = typer.Option(None, "--setting", help="settings of the plan to run (default: all)"),
-    variants: list[str] = typer.Option(None, "--variant", help="variants to run (default: all)"),
+    variants: list[str] = typer.Option(None, "--variant", help="variants to run (default: all but the levers)"),
     seeds: list[int] = typer.Option(None, "--seed", help="seeds to run (default: the plan's)"),
+    jobs: int = typer.Option(0, min=0, help="experiments at once (0: the machine's cores / the plan's threads)"),
     plan_file: Path = typer.Option(Path("ablation.yaml"), "--plan", help="the ablation plan"),
     artifacts: Path = typer.Option(Path("artifacts"), help="summaries go to <artifacts>/<setting>/ablation/"),
     summary_only: bool = typer.Option(False, "--summary-only", help="run nothing: summarise the experiments this "
@@ -206,27 +291,39 @@ def main(
         unknown = sorted(set(chosen or ()) - set(known))
         if unknown:
             raise InputError(f"{plan_file}: no {kind} {unknown[0]!r} (one of {', '.join(known)})")
-    for setting in settings or list(plan.settings):
-        dataset = plan.settings[setting].dataset
-        names = {}
-        for seed in seeds or plan.seeds:
-            for variant in variants or list(plan.variants):
-                names[variant, seed] = experiment_name(setting, variant, seed)
-                if not summary_only:
-                    _run_experiment(names[variant, seed], dataset, run_overrides(plan, setting, variant, seed))
-        found = _experiment_summaries(dataset)
-        missing = [name for name in names.values() if name not in found]
-        if missing and not summary_only:
-            raise InputError(f"experiment {missing[0]} left no evaluate summary")
-        for name in missing:  # --summary-only: what was run, each figure's n saying how many seeds
-            typer.echo(f"warning: no experiment {name}: left out of the summary", err=True)
-        runs: dict[str, list[dict[str, float | None]]] = {}
-        for (variant, seed), name in names.items():
-            if name in found:
-                runs.setdefault(variant, []).append({"seed": seed, **figures_of(found[name], plan.variants[variant])})
-        summary = {variant: aggregate(values) for variant, values in runs.items()}
-        with staged_directory(artifacts / setting / "ablation") as folder:
-            write_json(folder / "summary.json", summary)
-            write_json(folder / "runs.json", runs)
-            (folder / "table.md").write_text(tables(summary), encoding="utf-8")
-        typer.echo(f"\n{setting} ({len(seeds or plan.seeds)} seeds):\n{tables(summary)}")
+    settings = settings or list(plan.settings)
+    seeds = seeds or plan.seeds
+    if not summary_only:
+        started = time.monotonic()
+        to_run = variants or [name for name, variant in plan.variants.items() if not variant.lever]
+        jobs = jobs or max(1, (os.cpu_count() or 1) // plan.threads)
+        run_experiments(plan_runs(plan, settings, to_run, seeds), jobs=jobs, threads=plan.threads)
+        typer.echo(f"ran {len(to_run) * len(seeds) * len(settings)} experiments in "
+                   f"{(time.monotonic() - started) / 60:.1f} min ({jobs} at once, {plan.threads} thread(s) each)")
+    found = _experiment_metrics()
+    for setting in settings:
+        _summarise(plan, setting, variants or list(plan.variants), seeds, found, artifacts / setting / "ablation",
+                   strict=not summary_only)
+
+
+def _summarise(plan: Plan, setting: str, variants: Sequence[str], seeds: Sequence[int],
+               found: Mapping[str, Mapping[str, Mapping[str, Any]]], folder: Path, *, strict: bool) -> None:
+    """Write one setting's summary.json, runs.json and table.md from the experiments found. A run of the plan that
+    left no summary is an error when `strict`, else a warning; a lever that was not run is left out silently."""
+    runs: dict[str, list[dict[str, float | None]]] = {}
+    for variant in variants:
+        for seed in seeds:
+            name = experiment_name(setting, variant, seed)
+            summary = evaluate_summary(found.get(name, {}), plan.settings[setting].dataset)
+            if summary is not None:
+                runs.setdefault(variant, []).append({"seed": seed, **figures_of(summary, plan.variants[variant])})
+            elif strict and not plan.variants[variant].lever:
+                raise InputError(f"experiment {name} left no evaluate summary")
+            elif not plan.variants[variant].lever:  # --summary-only: what was run, each figure's n saying how many
+                typer.echo(f"warning: no experiment {name}: left out of the summary", err=True)
+    summary = {variant: aggregate(values) for variant, values in runs.items()}
+    with staged_directory(folder) as staged:
+        write_json(staged / "summary.json", summary)
+        write_json(staged / "runs.json", runs)
+        (staged / "table.md").write_text(tables(summary), encoding="utf-8")
+    typer.echo(f"\n{setting} ({len(seeds)} seeds):\n{tables(summary)}")
