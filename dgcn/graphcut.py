@@ -348,12 +348,14 @@ def grow_supervision(
     flat_probs = probs.reshape(num_classes, n).astype(np.float32, copy=False)
     supervision = (cues != 0).astype(np.uint8)
     for c in classes:
-        graph, nodes = class_graph(labels, flat_probs[c], int(c), (src, dst), seed_capacity)
-        graph.maxflow()
-        grown = graph.get_grid_segments(nodes)
         confident = flat_probs[c] > threshold
         if valid is not None:
             confident &= valid
+        if not confident.any():  # the cut could change no pixel (e.g. threshold 1: the cues alone)
+            continue
+        graph, nodes = class_graph(labels, flat_probs[c], int(c), (src, dst), seed_capacity)
+        graph.maxflow()
+        grown = graph.get_grid_segments(nodes)
         channel = supervision[c].reshape(n)
         channel[confident] = grown[confident]
     return supervision

@@ -222,8 +222,8 @@ def test_bad_inputs_raise():
         grow_supervision(cues, np.zeros((3, 2, 2), np.float32), [0], NO_EDGES)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_vectorised_cut_equals_loop_reference(seed):
+@pytest.mark.parametrize(("seed", "threshold"), [(0, 0.7), (1, 0.7), (2, 0.7), (3, 0.0), (4, 0.95), (5, 1.0)])
+def test_vectorised_cut_equals_loop_reference(seed, threshold):
     rng = np.random.default_rng(seed)
     num_classes, h, w = 6, 9, 10
     features = torch.from_numpy(rng.normal(size=(16, h, w)).astype(np.float32))
@@ -234,9 +234,11 @@ def test_vectorised_cut_equals_loop_reference(seed):
     classes = np.concatenate([[0], rng.choice(np.arange(1, num_classes), 2, replace=False)])
     cues = np.zeros((num_classes, h, w), np.uint8)
     cues[classes] = rng.random((len(classes), h, w)) < 0.15
-    got = grow_supervision(cues, probs, classes, edges)
-    assert np.array_equal(got, reference_cut(cues, probs, classes, edges))
-    assert np.array_equal(got, grow_supervision(cues, probs, classes, edges))
+    got = grow_supervision(cues, probs, classes, edges, threshold)
+    assert np.array_equal(got, reference_cut(cues, probs, classes, edges, threshold))
+    assert np.array_equal(got, grow_supervision(cues, probs, classes, edges, threshold))
+    if threshold == 1.0:  # no probability exceeds 1: the cues alone, whatever the cut (which is skipped)
+        assert np.array_equal(got, cues)
 
 
 @pytest.fixture(scope="module")
