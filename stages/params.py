@@ -321,6 +321,9 @@ class TrainDGCNParams(CropTrainingParams):
     crf_scale: float = Field(gt=0, le=1, description="training-time CRF on the feature grid: dense_crf sxy x this")
     constrain_weight: float = Field(ge=0, le=100, description="weight of the constrain (CRF) loss beside the seeding "
                                                               "loss; 0 = seeding loss alone")
+    graph_features: Literal["network", "rgb"] = Field(
+        description="the training-time cut's kNN graph: network (a shallow + a deep layer, published) or rgb (the "
+                    "crop's colour on the grid); the export's cut always uses the network's")
     workers: Workers
     seed: Seed
 

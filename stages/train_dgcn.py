@@ -63,7 +63,8 @@ def main(
                              cue_store.image_labels, pool, schedule, geometry=geometry, epochs=settings.epochs,
                              batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
                              batchnorm=settings.batchnorm, constrain_weight=settings.constrain_weight,
-                             masks=masks, checkpoint=checkpoint, precision=precision)
+                             masks=masks, checkpoint=checkpoint, precision=precision,
+                             graph_features=settings.graph_features)
     if not distributed.is_main():  # rank 0 writes the artifacts
         return
     with staged_directory(out) as folder:

@@ -16,7 +16,7 @@ from dgcn.errors import InputError
 from dgcn.losses import constrain_loss, seeding_loss
 from dgcn.models.registry import build_segmenter
 from dgcn.supervision import SupervisionPool
-from dgcn.training.dgcn import SGDSchedule, train_dgcn
+from dgcn.training.dgcn import SGDSchedule, colour_features, train_dgcn
 from dgcn.training.loader import EpochLoader
 from dgcn.training.loop import epoch_batches
 
@@ -299,7 +299,8 @@ def test_dgcn_training_masks_padded_pixels_in_both_losses(monkeypatch: pytest.Mo
 
 
 
-def _train_small_dgcn(threshold: float, masks: list[np.ndarray] | None, constrain_weight: float = 1.0):
+def _train_small_dgcn(threshold: float, masks: list[np.ndarray] | None, constrain_weight: float = 1.0,
+                     graph_features: str = "network"):
     """(weights, log) of one epoch of a 3-class DGCN on four 24x24 images (8x8 cue grid)."""
     rng = np.random.default_rng(2)
     images = _images(rng, [(24, 24)] * 4)
@@ -312,7 +313,7 @@ def _train_small_dgcn(threshold: float, masks: list[np.ndarray] | None, constrai
     with SupervisionPool(workers=0, k=4, threshold=threshold) as pool:
         log = train_dgcn(model, images, cues, np.array([[1, 1, 0]] * 4, np.uint8), pool, schedule,
                          geometry=CropGeometry(24), epochs=1, batch_size=4, seed=0, masks=masks,
-                         constrain_weight=constrain_weight)
+                         constrain_weight=constrain_weight, graph_features=graph_features)
     return model.state_dict(), log
 
 
@@ -339,3 +340,16 @@ def test_constrain_weight_scales_the_constrain_loss() -> None:
         assert step["loss"] == pytest.approx(step["seeding"], abs=1e-6) and step["constrain"] > 0
     for step in log.steps:
         assert step["loss"] == pytest.approx(step["seeding"] + step["constrain"], abs=1e-5)
+
+
+def test_the_cut_can_grow_on_the_colour_graph_instead_of_the_network_features() -> None:
+    grid = torch.tensor([[[[0, 128, 255]]]], dtype=torch.uint8)  # one image, a 1x1 grid, RGB (0, 128, 255)
+    assert torch.allclose(colour_features(grid).flatten(), torch.tensor([0.0, 128 / 255, 1.0]))
+    masks = [np.repeat(np.where(np.arange(24) < 12, 0, 1).astype(np.uint8)[:, None], 24, axis=1)] * 4
+    network_weights, network = _train_small_dgcn(0.0, masks)
+    colour_weights, colour = _train_small_dgcn(0.0, masks, graph_features="rgb")
+    # another graph, other supervision: the growth scores and the trained weights differ
+    assert network.steps[0]["grown_recall"] != colour.steps[0]["grown_recall"]
+    assert any(not torch.equal(network_weights[name], colour_weights[name]) for name in network_weights)
+    with pytest.raises(ValueError, match="graph_features must be one of network, rgb"):
+        _train_small_dgcn(0.7, None, graph_features="lab")

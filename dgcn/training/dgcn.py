@@ -23,6 +23,9 @@ from dgcn.training.loop import TrainingLog, fit
 from dgcn.training.optim import sgd_with_head_lr
 from dgcn.training.schedule import warmup_step_decay
 
+# What the cut's kNN graph is built on (train_dgcn's graph_features).
+GRAPH_FEATURES = ("network", "rgb")
+
 
 @dataclass(frozen=True)
 class SGDSchedule:
@@ -40,8 +43,8 @@ class SGDSchedule:
 def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_labels: np.ndarray,
                pool: SupervisionPool, schedule: SGDSchedule, *, geometry: CropGeometry, epochs: int, batch_size: int,
                seed: int, data_workers: int = 0, batchnorm: str = "train", constrain_weight: float = 1.0,
-               masks: Indexed | None = None, checkpoint: Path | None = None, precision: Precision = FLOAT32
-               ) -> TrainingLog:
+               masks: Indexed | None = None, checkpoint: Path | None = None, precision: Precision = FLOAT32,
+               graph_features: str = "network") -> TrainingLog:
     """Train the segmentation network from cues on random crops of the native images (spec 2.6).
 
     images: (H_i, W_i, 3) uint8 per sample, native size; cues: (C, G, G) uint8 per sample over the whole image;
@@ -55,7 +58,11 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
     masks: None, or every sample's ground truth, for scoring only: each step then also logs the precision and recall
     (coverage) of the grown supervision and of the cues alone against the masks on the crop's grid
     (grown_precision, grown_recall, cue_precision, cue_recall; dgcn.cues.cue_quality).
+    graph_features: what the kNN graph of the cut is built on: "network" (the network's graph features, a shallow and
+    a deep layer: the published method) or "rgb" (the crop's colour on the grid, a low-level affinity as the CRF's).
     """
+    if graph_features not in GRAPH_FEATURES:
+        raise ValueError(f"graph_features must be one of {', '.join(GRAPH_FEATURES)}, got {graph_features!r}")
     apply_batchnorm_policy(model, batchnorm)
     device = next(model.parameters()).device
     grid = -(-geometry.crop_size // model.output_stride)
@@ -77,7 +84,8 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
                              f"crops is not ceil(crop_size / output stride) = {grid}")
         probs = smoothed_softmax(out.scores)
         # Padded pixels are no graph nodes (their supervision is their cue: none) and count in no loss.
-        pending = pool.submit(out.features.detach(), probs.detach(), crop_cues.numpy(),
+        features = out.features.detach() if graph_features == "network" else colour_features(grid_images)
+        pending = pool.submit(features, probs.detach(), crop_cues.numpy(),
                               [classes[i] for i in indices.tolist()], grid_images.numpy(), valid=valid.numpy())
         supervision, crf_probs = pending.result()
         seeding = seeding_loss(probs, torch.from_numpy(supervision))
@@ -90,6 +98,11 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
 
     return fit(model=model, optimizer=optimizer, scheduler=scheduler, step=step, batches=loader, epochs=epochs,
                checkpoint=checkpoint, desc="dgcn")
+
+
+def colour_features(grid_images: torch.Tensor) -> torch.Tensor:
+    """(B, g, g, 3) uint8 images on the network's grid -> (B, 3, g, g) float32 colour in [0, 1]: graph features."""
+    return grid_images.permute(0, 3, 1, 2).float() / 255.0
 
 
 def _growth_scores(supervision: np.ndarray, cues: np.ndarray, mask_grid: np.ndarray) -> dict[str, float]:
