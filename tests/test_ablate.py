@@ -23,9 +23,11 @@ from stages.ablate import (
     load_plan,
     markdown_table,
     override_args,
+    plan_runs,
     run_as_group,
     run_overrides,
     tables,
+    waits_for,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +57,24 @@ def test_overrides_use_hydra_syntax_and_later_sources_win() -> None:
     assert args == ["-S", "pipelines/x.yaml:++a.b=null", "-S", "pipelines/x.yaml:++c=[0.1, 0.2]",
                     "-S", "pipelines/x.yaml:++d=cam", "-S", "pipelines/x.yaml:++e=1.0"]
     assert experiment_name("synthetic_hard", "seeds_only", 1) == "ablate-synthetic-hard-seeds-only-s1"
+
+
+def test_a_run_waits_for_the_first_run_whose_cues_or_network_it_shares() -> None:
+    plan = load_plan(REPO / "ablation.yaml")
+    variants = ["dgcn", "seeds_constrain", "cam", "seeds_constrain_export_cut"]
+    runs = plan_runs(plan, ["synthetic", "synthetic_hard"], variants, [0, 1])
+    waits = waits_for(runs)
+
+    def of(setting: str, variant: str, seed: int) -> str:
+        return experiment_name(setting, variant, seed)
+
+    assert waits[of("synthetic", "dgcn", 0)] == set() == waits[of("synthetic", "dgcn", 1)]
+    assert waits[of("synthetic_hard", "dgcn", 0)] == set()  # another data set: nothing shared
+    assert waits[of("synthetic", "cam", 1)] == {of("synthetic", "dgcn", 1)}  # its cues and its network
+    assert waits[of("synthetic", "seeds_constrain", 0)] == {of("synthetic", "dgcn", 0)}  # its cues only
+    assert waits[of("synthetic", "seeds_constrain_export_cut", 0)] == {of("synthetic", "dgcn", 0),
+                                                                      of("synthetic", "seeds_constrain", 0)}
+    assert [run.name for run in runs[:2]] == [of("synthetic", "dgcn", 0), of("synthetic", "dgcn", 1)]
 
 
 def test_figures_follow_the_variant_mapping_and_the_ratio_is_per_run() -> None:
@@ -95,19 +115,24 @@ def test_make_ablate_runs_dvc_experiments_and_summarises_them(tmp_path: Path) ->
     tiny = {**TINY, "synthesize": {"num_train": 16, "num_val": 8, "image_size": 64}}
     root = make_project(tmp_path / "repo", ["synthetic"], {"synthetic": tiny})
     (root / "ablation.yaml").write_text(yaml.safe_dump({
-        "seeds": [0], "seed_keys": ["cues.seed", "train_dgcn.seed", "retrain.seed"], "common": {},
+        "seeds": [0, 1], "seed_keys": ["cues.seed", "train_dgcn.seed", "retrain.seed"], "common": {},
         "settings": {"synthetic": {"dataset": "synthetic", "overrides": {}}},
         "variants": {"dgcn": {"overrides": {}},
                      "seeds_only": {"overrides": {"graph_cut.threshold": 1.0, "train_dgcn.constrain_weight": 0.0,
-                                                  "export.threshold": None}}}}))
+                                                  "export.threshold": None}},
+                     "a_lever": {"overrides": {"graph_cut.knn_k": 5}, "lever": True}}}))
     git("add", "-A", cwd=root)
     git("commit", "-qm", "base", cwd=root)
-    output = run([sys.executable, "-m", "stages", "ablate"], cwd=root)
-    # The second variant shares the first's data, cues and upper bound through DVC's run cache.
-    assert "ablate-synthetic-seeds-only-s0: ran train_dgcn@synthetic, export@synthetic" in output
-    assert "cues@synthetic" not in output.split("seeds-only-s0: ran")[1].splitlines()[0]
+    output = run([sys.executable, "-m", "stages", "ablate", "--jobs", "2"], cwd=root)
+    # Two at once: the seeds' dgcn runs together; each seeds_only run after its seed's dgcn, sharing its data, cues
+    # and upper bound through DVC's run cache. The lever is not run.
+    for seed in (0, 1):
+        assert f"ablate-synthetic-seeds-only-s{seed}: ran train_dgcn@synthetic, export@synthetic" in output
+        assert "cues@synthetic" not in output.split(f"seeds-only-s{seed}: ran")[1].splitlines()[0]
+        assert (root / f".dvc/tmp/ablate/ablate-synthetic-dgcn-s{seed}.log").is_file()
+    assert "a-lever" not in output and "4 experiments" in output and "(2 at once, 1 thread(s) each)" in output
     summary = json.loads((root / "artifacts/synthetic/ablation/summary.json").read_text())
-    assert set(summary) == {"dgcn", "seeds_only"} and summary["dgcn"]["val_miou"]["n"] == 1
+    assert set(summary) == {"dgcn", "seeds_only"} and summary["dgcn"]["val_miou"]["n"] == 2
     assert "| `seeds_only` |" in (root / "artifacts/synthetic/ablation/table.md").read_text()
     assert json.loads(dvc("metrics", "show", "--json", "artifacts/synthetic/ablation/summary.json", cwd=root))
     # --summary-only reads the same experiments back without running anything
