@@ -176,8 +176,11 @@ def run_as_group(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+DVC = [sys.executable, "-m", "dvc"]
+
+
 def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
-    return run_as_group([sys.executable, "-m", "dvc", *args])
+    return run_as_group([*DVC, *args])
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,7 @@ def _start(run: Run, threads: int) -> subprocess.Popen:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with (LOG_DIR / f"{run.name}.log").open("w", encoding="utf-8") as log:
-        return subprocess.Popen([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", run.name,
+        return subprocess.Popen([*DVC, "exp", "run", "--temp", "-n", run.name,
                                  *override_args(f"pipelines/{run.dataset}.yaml", run.overrides),
                                  f"evaluate@{run.dataset}"],
                                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -297,8 +300,9 @@ def main(
         started = time.monotonic()
         to_run = variants or [name for name, variant in plan.variants.items() if not variant.lever]
         jobs = jobs or max(1, (os.cpu_count() or 1) // plan.threads)
-        run_experiments(plan_runs(plan, settings, to_run, seeds), jobs=jobs, threads=plan.threads)
-        typer.echo(f"ran {len(to_run) * len(seeds) * len(settings)} experiments in "
+        runs = plan_runs(plan, settings, to_run, seeds)
+        run_experiments(runs, jobs=jobs, threads=plan.threads)
+        typer.echo(f"ran {len(runs)} experiments in "
                    f"{(time.monotonic() - started) / 60:.1f} min ({jobs} at once, {plan.threads} thread(s) each)")
     found = _experiment_metrics()
     for setting in settings:
@@ -317,9 +321,10 @@ def _summarise(plan: Plan, setting: str, variants: Sequence[str], seeds: Sequenc
             summary = evaluate_summary(found.get(name, {}), plan.settings[setting].dataset)
             if summary is not None:
                 runs.setdefault(variant, []).append({"seed": seed, **figures_of(summary, plan.variants[variant])})
-            elif strict and not plan.variants[variant].lever:
-                raise InputError(f"experiment {name} left no evaluate summary")
-            elif not plan.variants[variant].lever:  # --summary-only: what was run, each figure's n saying how many
+            elif not plan.variants[variant].lever:
+                if strict:
+                    raise InputError(f"experiment {name} left no evaluate summary")
+                # --summary-only: what was run, each figure's n saying how many
                 typer.echo(f"warning: no experiment {name}: left out of the summary", err=True)
     summary = {variant: aggregate(values) for variant, values in runs.items()}
     with staged_directory(folder) as staged:
