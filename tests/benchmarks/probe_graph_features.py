@@ -19,7 +19,8 @@ Feature choices, each a (D, g, g) map per image on the network's g x g output gr
   concat   the network's graph features (SegmentationNet.forward: early level resized to the middle grid + middle):
            what training uses, unnormalised as training passes them
   early    its first trunk.early_channels channels; middle: the rest
-  rgb      the mean RGB colour (0-1) of each grid cell's output_stride x output_stride pixels (the input image)
+  rgb      the crop's colour on the grid (0-1), as train_dgcn.graph_features: rgb builds the training graph
+           (dgcn.training.dgcn.colour_features of the crop's grid image)
   rgb_xy   rgb plus the cell's (row, col) / (g - 1) times --xy-scale (1: the image's full height weighs as much as a
            channel's full colour range)
   xy       the coordinates alone (control: a purely spatial graph)
@@ -45,42 +46,36 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dgcn.cues import CueQuality, CueStore, cue_quality
 from dgcn.data.augment import CropGeometry
 from dgcn.data.crops import CueCrops, NamedFiles, SampleKey
-from dgcn.data.loading import MEAN, STD
 from dgcn.data.palette import IGNORE_INDEX
 from dgcn.graphcut import knn_edges_batch
 from dgcn.losses import smoothed_softmax
 from dgcn.model_files import load_model
 from dgcn.models.segmenter import SegmentationNet
 from dgcn.supervision import grow_images
+from dgcn.training.dgcn import colour_features
 from dgcn.training.loader import network_input
 from stages.manifest import Manifest
 from stages.params import GraphCutParams, TrainDGCNParams, load_params
 
 REPO = Path(__file__).resolve().parents[2]
 CHOICES = ("concat", "early", "middle", "rgb", "rgb_xy", "xy", "random")
-Batch = tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+Batch = tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def batches(crops: CueCrops, count: int, size: int, seed: int) -> list[Batch]:
-    """The first `count` samples in batches of `size`: (x (B, 3, S, S), cues (B, C, g, g), valid (B, g, g),
-    mask_grid (B, g, g), indices (B,)); epoch 0, no mirror."""
+    """The first `count` samples in batches of `size`: (x (B, 3, S, S), grid images (B, g, g, 3), cues (B, C, g, g),
+    valid (B, g, g), mask_grid (B, g, g), indices (B,)); epoch 0, no mirror."""
     out = []
     for start in range(0, count, size):
         items = [crops[SampleKey(seed, 0, i, False)] for i in range(start, min(start + size, count))]
-        x, _, cues, valid, mask_grid, index = zip(*items, strict=True)
-        out.append((torch.stack(x), np.stack(cues), np.stack(valid), np.stack(mask_grid), np.array(index)))
+        x, grid_images, cues, valid, mask_grid, index = zip(*items, strict=True)
+        out.append((torch.stack(x), torch.from_numpy(np.stack(grid_images)), np.stack(cues), np.stack(valid),
+                    np.stack(mask_grid), np.array(index)))
     return out
-
-
-def cell_colours(x: torch.Tensor, grid: int) -> torch.Tensor:
-    """(B, 3, S, S) normalised input -> (B, 3, grid, grid) mean RGB in [0, 1] over each grid cell's pixels."""
-    rgb = x * torch.tensor(STD).view(1, 3, 1, 1) + torch.tensor(MEAN).view(1, 3, 1, 1)
-    return F.adaptive_avg_pool2d(rgb, grid)
 
 
 def coordinates(batch: int, grid: int, scale: float) -> torch.Tensor:
@@ -90,15 +85,15 @@ def coordinates(batch: int, grid: int, scale: float) -> torch.Tensor:
     return (scale * torch.stack([rows, cols]))[None].expand(batch, -1, -1, -1)
 
 
-def feature_maps(model: SegmentationNet, x: torch.Tensor, xy_scale: float, rng: torch.Generator
-                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def feature_maps(model: SegmentationNet, x: torch.Tensor, grid_images: torch.Tensor, xy_scale: float,
+                 rng: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Every feature choice of a batch, (B, D, g, g) float32 each, and the smoothed probabilities (B, C, g, g)."""
     with torch.no_grad():
         out = model(network_input(x, torch.device("cpu")))
     features = out.features.float().contiguous()
     batch, _, grid, _ = features.shape
     early = model.trunk.early_channels
-    rgb = cell_colours(x, grid)
+    rgb = colour_features(grid_images)
     xy = coordinates(batch, grid, xy_scale)
     maps = {"concat": features, "early": features[:, :early], "middle": features[:, early:], "rgb": rgb,
             "rgb_xy": torch.cat([rgb, xy], dim=1), "xy": xy,
@@ -139,8 +134,8 @@ def probe(model: SegmentationNet, data: list[Batch], classes: list[np.ndarray], 
     tallies = {name: Tally(thresholds) for name in CHOICES}
     seeds, dims = CueQuality(0, 0, 0), {}
     rng = torch.Generator().manual_seed(0)
-    for x, cues, valid, mask_grid, indices in data:
-        maps, probs = feature_maps(model, x, xy_scale, rng)
+    for x, grid_images, cues, valid, mask_grid, indices in data:
+        maps, probs = feature_maps(model, x, grid_images, xy_scale, rng)
         probs_np = probs.numpy().astype(np.float32)
         image_classes = [classes[i] for i in indices]
         labels = mask_grid.reshape(len(indices), -1)
