@@ -279,16 +279,17 @@ def evaluate_summary(metrics: Mapping[str, Mapping[str, Any]], dataset: str) -> 
 
 def main(
     settings: list[str] = typer.Option(None, "--setting", help="settings of the plan to run (default: all)"),
-    variants: list[str] = typer.Option(None, "--variant", help="variants to run (default: all but the levers)"),
+    variants: list[str] = typer.Option(None, "--variant", help="variants to run (default: all but the levers); the "
+                                       "tables show every variant that has experiments"),
     seeds: list[int] = typer.Option(None, "--seed", help="seeds to run (default: the plan's)"),
     jobs: int = typer.Option(0, min=0, help="experiments at once (0: the machine's cores / the plan's threads)"),
     plan_file: Path = typer.Option(Path("ablation.yaml"), "--plan", help="the ablation plan"),
     artifacts: Path = typer.Option(Path("artifacts"), help="summaries go to <artifacts>/<setting>/ablation/"),
     summary_only: bool = typer.Option(False, "--summary-only", help="run nothing: summarise the experiments this "
-                                      "repository already has (e.g. run elsewhere and fetched with `dvc exp pull`), "
-                                      "leaving out those it lacks"),
+                                      "repository already has (e.g. run elsewhere and fetched with `dvc exp pull`)"),
 ) -> None:
-    """Run the ablation plan (one dvc experiment per variant and seed); summarise each figure over the seeds."""
+    """Run the ablation plan (one dvc experiment per variant and seed); summarise each figure over the seeds, for every
+    variant of the plan that has experiments of this commit (the plan's seeds and those named)."""
     plan = load_plan(plan_file)
     for kind, chosen, known in (("setting", settings, plan.settings), ("variant", variants, plan.variants)):
         unknown = sorted(set(chosen or ()) - set(known))
@@ -296,36 +297,37 @@ def main(
             raise InputError(f"{plan_file}: no {kind} {unknown[0]!r} (one of {', '.join(known)})")
     settings = settings or list(plan.settings)
     seeds = seeds or plan.seeds
-    if not summary_only:
+    to_run = [] if summary_only else variants or [name for name, variant in plan.variants.items() if not variant.lever]
+    runs = plan_runs(plan, settings, to_run, seeds)
+    if runs:
         started = time.monotonic()
-        to_run = variants or [name for name, variant in plan.variants.items() if not variant.lever]
         jobs = jobs or max(1, (os.cpu_count() or 1) // plan.threads)
-        runs = plan_runs(plan, settings, to_run, seeds)
         run_experiments(runs, jobs=jobs, threads=plan.threads)
         typer.echo(f"ran {len(runs)} experiments in "
                    f"{(time.monotonic() - started) / 60:.1f} min ({jobs} at once, {plan.threads} thread(s) each)")
     found = _experiment_metrics()
     for setting in settings:
-        _summarise(plan, setting, variants or list(plan.variants), seeds, found, artifacts / setting / "ablation",
-                   strict=not summary_only)
+        _summarise(plan, setting, sorted({*plan.seeds, *seeds}), found, artifacts / setting / "ablation",
+                   ran={run.name for run in runs})
 
 
-def _summarise(plan: Plan, setting: str, variants: Sequence[str], seeds: Sequence[int],
-               found: Mapping[str, Mapping[str, Mapping[str, Any]]], folder: Path, *, strict: bool) -> None:
-    """Write one setting's summary.json, runs.json and table.md from the experiments found. A run of the plan that
-    left no summary is an error when `strict`, else a warning; a lever that was not run is left out silently."""
+def _summarise(plan: Plan, setting: str, seeds: Sequence[int], found: Mapping[str, Mapping[str, Mapping[str, Any]]],
+               folder: Path, *, ran: set[str]) -> None:
+    """Write one setting's summary.json, runs.json and table.md from every variant of the plan that has experiments
+    at `seeds` (those run before, a lever run on its own, and these). An experiment in `ran` (run just now) that left
+    no summary is an error; the plan's other non-lever variants without any experiment are named in a warning."""
     runs: dict[str, list[dict[str, float | None]]] = {}
-    for variant in variants:
+    for variant in plan.variants:
         for seed in seeds:
             name = experiment_name(setting, variant, seed)
             summary = evaluate_summary(found.get(name, {}), plan.settings[setting].dataset)
             if summary is not None:
                 runs.setdefault(variant, []).append({"seed": seed, **figures_of(summary, plan.variants[variant])})
-            elif not plan.variants[variant].lever:
-                if strict:
-                    raise InputError(f"experiment {name} left no evaluate summary")
-                # --summary-only: what was run, each figure's n saying how many
-                typer.echo(f"warning: no experiment {name}: left out of the summary", err=True)
+            elif name in ran:
+                raise InputError(f"experiment {name} left no evaluate summary")
+    absent = [name for name, variant in plan.variants.items() if name not in runs and not variant.lever]
+    if absent:
+        typer.echo(f"warning: no experiments of {', '.join(absent)} ({setting}): left out of the table", err=True)
     summary = {variant: aggregate(values) for variant, values in runs.items()}
     with staged_directory(folder) as staged:
         write_json(staged / "summary.json", summary)

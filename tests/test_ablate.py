@@ -139,6 +139,11 @@ def test_make_ablate_runs_dvc_experiments_and_summarises_them(tmp_path: Path) ->
     again = run([sys.executable, "-m", "stages", "ablate", "--summary-only"], cwd=root)
     assert ": ran" not in again
     assert json.loads((root / "artifacts/synthetic/ablation/summary.json").read_text()) == summary
+    # a lever run on its own, at one seed, joins the table beside the variants run before
+    lever = run([sys.executable, "-m", "stages", "ablate", "--variant", "a_lever", "--seed", "0"], cwd=root)
+    assert "ablate-synthetic-a-lever-s0: ran train_dgcn@synthetic" in lever and "1 experiments" in lever
+    joined = json.loads((root / "artifacts/synthetic/ablation/summary.json").read_text())
+    assert joined == summary | {"a_lever": joined["a_lever"]} and joined["a_lever"]["val_miou"]["n"] == 1
 
 
 def test_a_stopped_runner_stops_the_whole_experiment(tmp_path: Path) -> None:
