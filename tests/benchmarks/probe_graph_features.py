@@ -3,6 +3,7 @@ of several feature choices, with the trained network's own probabilities and the
 
     python tests/benchmarks/probe_graph_features.py [--project DIR] [--model M] [--manifest J] [--cues Z]
         [--config Y] [--defaults P] [--images N] [--xy-scale 1.0] [--thresholds T ...] [--batch-stats]
+        [--per-class CHOICE ...]
 
 Relative paths (and the manifest's data root) resolve against --project (default: the current directory), which is
 where the stages ran; the defaults are the embedded setting's artifacts (artifacts/synthetic/...). --config and
@@ -33,7 +34,8 @@ the supervision of dgcn.supervision.grow_images (grow_supervision of each image:
 image's classes with background, graph_cut.seed_capacity) scored by dgcn.cues.cue_quality against the grid mask, as
 train_dgcn logs grown_precision / grown_recall, pooled over all images (training averages per-batch ratios).
 `added_precision` / `added_labels` score only the labels the cut adds to the cues. Prints one JSON line per choice
-(and one for the cues alone), then a table.
+(and one for the cues alone), then a table; --per-class adds, for the cues and the named choices' growth, precision
+and recall class by class (background included), as a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -108,14 +110,26 @@ def pure_pairs(edges: tuple[np.ndarray, np.ndarray], labels: np.ndarray) -> tupl
     return int((labels[src] == labels[dst])[scored].sum()), int(scored.sum())
 
 
+def class_counts(supervision: np.ndarray, mask_grid: np.ndarray) -> np.ndarray:
+    """(3, C) per class: labels of the class on the true class's pixels, labels of the class, the class's pixels;
+    supervision (B, C, g, g) multi-hot, mask_grid (B, g, g) with IGNORE_INDEX left out."""
+    valid = mask_grid != IGNORE_INDEX
+    truth = np.stack([mask_grid == c for c in range(supervision.shape[1])], axis=1)
+    labelled = supervision.astype(bool) & valid[:, None]
+    return np.stack([(labelled & truth).sum(axis=(0, 2, 3)), labelled.sum(axis=(0, 2, 3)),
+                     truth.sum(axis=(0, 2, 3))])
+
+
 class Tally:
-    """Running counts of one feature choice: kNN pairs and, per threshold, the grown and the added labels' quality."""
+    """Running counts of one feature choice: kNN pairs and, per threshold, the grown and the added labels' quality,
+    pooled and per class."""
 
     def __init__(self, thresholds: list[float]) -> None:
         empty = CueQuality(0, 0, 0)
         self.pure = self.pairs = 0
         self.grown = dict.fromkeys(thresholds, empty)
         self.added = dict.fromkeys(thresholds, empty)
+        self.per_class: dict[float, np.ndarray] = dict.fromkeys(thresholds, np.zeros(1, dtype=np.int64))
 
     def row(self, name: str, dim: int, images: int) -> dict[str, object]:
         row: dict[str, object] = {"features": name, "dim": dim, "images": images, "pairs": self.pairs,
@@ -132,7 +146,7 @@ def probe(model: SegmentationNet, data: list[Batch], classes: list[np.ndarray], 
           thresholds: list[float], xy_scale: float) -> tuple[dict[str, Tally], dict]:
     """Tallies of every feature choice and the cues' own quality (and the dims of the choices) over the batches."""
     tallies = {name: Tally(thresholds) for name in CHOICES}
-    seeds, dims = CueQuality(0, 0, 0), {}
+    seeds, dims, seeds_per_class = CueQuality(0, 0, 0), {}, np.zeros(1, dtype=np.int64)
     rng = torch.Generator().manual_seed(0)
     for x, grid_images, cues, valid, mask_grid, indices in data:
         maps, probs = feature_maps(model, x, grid_images, xy_scale, rng)
@@ -152,7 +166,9 @@ def probe(model: SegmentationNet, data: list[Batch], classes: list[np.ndarray], 
                 supervision = grow_images(cues, probs_np, image_classes, edges, t, cut.seed_capacity, valid)
                 tally.grown[t] += cue_quality(supervision, mask_grid)
                 tally.added[t] += cue_quality(supervision & (1 - cues), mask_grid)
-    return tallies, {"dims": dims, "seeds": seeds}
+                tally.per_class[t] = tally.per_class[t] + class_counts(supervision, mask_grid)
+        seeds_per_class = seeds_per_class + class_counts(cues, mask_grid)
+    return tallies, {"dims": dims, "seeds": seeds, "seeds_per_class": seeds_per_class}
 
 
 def main() -> None:
@@ -168,13 +184,16 @@ def main() -> None:
     parser.add_argument("--thresholds", type=float, nargs="+", default=None,
                         help="grow_supervision thresholds (default: graph_cut.threshold and 0)")
     parser.add_argument("--batch-stats", action="store_true", help="BatchNorm on batch statistics (train mode)")
+    parser.add_argument("--per-class", nargs="+", choices=CHOICES, default=[],
+                        help="also print these choices' growth precision / recall class by class")
     args = parser.parse_args()
     config, defaults = args.config.resolve(), args.defaults.resolve()
     os.chdir(args.project)
     cut = load_params("graph_cut", GraphCutParams, config=config, defaults=defaults)
     settings = load_params("train_dgcn", TrainDGCNParams, config=config, defaults=defaults)
     thresholds = args.thresholds if args.thresholds is not None else [cut.threshold, 0.0]
-    train = Manifest.load(args.manifest).train
+    manifest = Manifest.load(args.manifest)
+    train = manifest.train
     store = CueStore(args.cues)
     train.check_store(store.names, args.cues, "cues")
     model = load_model(args.model, "segmenter")
@@ -203,6 +222,25 @@ def main() -> None:
         print(f"{row['features']:<8} {row['dim']:>4} {row['edge_purity']:>7.3f}" + "".join(
             f"  {row[f'grown_precision@{t:g}']:>5.3f} {row[f'grown_recall@{t:g}']:>6.3f} "
             f"{row[f'added_precision@{t:g}']:>6.3f} {row[f'added_labels@{t:g}']:>6}" for t in thresholds))
+    if args.per_class:
+        columns = {"cues": extra["seeds_per_class"]} | {
+            f"{name}@{t:g}": tallies[name].per_class[t] for name in args.per_class for t in thresholds}
+        print_per_class(manifest.class_names, columns)
+
+
+def print_per_class(class_names: tuple[str, ...], columns: dict[str, np.ndarray]) -> None:
+    """One row per class: its share of the scored pixels, then precision / recall of each column's (3, C) counts."""
+    truth = next(iter(columns.values()))[2]
+    print("\nper class (precision / recall of the class's labels; share: of the scored pixels)")
+    print(f"{'class':<12} {'share':>6}" + "".join(f"  {name:>15}" for name in columns))
+    for c, name in enumerate(class_names):
+        cells = [f"{counts[0, c] / max(counts[1, c], 1):.3f} / {counts[0, c] / max(counts[2, c], 1):.3f}"
+                 for counts in columns.values()]
+        print(f"{name:<12} {truth[c] / truth.sum():>6.3f}" + "".join(f"  {cell:>15}" for cell in cells))
+    print(json.dumps({"per_class": {column: {name: {"precision": round(counts[0, c] / max(counts[1, c], 1), 4),
+                                                    "recall": round(counts[0, c] / max(counts[2, c], 1), 4)}
+                                             for c, name in enumerate(class_names)}
+                                    for column, counts in columns.items()}}))
 
 
 if __name__ == "__main__":
