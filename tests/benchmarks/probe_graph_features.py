@@ -229,19 +229,20 @@ def main() -> None:
 
 
 def print_per_class(class_names: tuple[str, ...], columns: dict[str, np.ndarray]) -> None:
-    """One row per class: its share of the scored pixels, then precision / recall of each column's (3, C) counts."""
+    """One row per class: its share of the scored pixels, then precision / recall of each column's (3, C) counts;
+    then the same as one JSON line."""
     truth = next(iter(columns.values()))[2]
+    scores = {column: {name: (counts[0, c] / max(counts[1, c], 1), counts[0, c] / max(counts[2, c], 1))
+                       for c, name in enumerate(class_names)}
+              for column, counts in columns.items()}
     print("\nper class (precision / recall of the class's labels; share: of the scored pixels)")
     print(f"{'class':<12} {'share':>6}" + "".join(f"  {name:>15}" for name in columns))
     for c, name in enumerate(class_names):
-        cells = [f"{counts[0, c] / max(counts[1, c], 1):.3f} / {counts[0, c] / max(counts[2, c], 1):.3f}"
-                 for counts in columns.values()]
+        cells = [f"{column[name][0]:.3f} / {column[name][1]:.3f}" for column in scores.values()]
         print(f"{name:<12} {truth[c] / truth.sum():>6.3f}" + "".join(f"  {cell:>15}" for cell in cells))
-    print(json.dumps({"per_class": {column: {name: {"precision": round(counts[0, c] / max(counts[1, c], 1), 4),
-                                                    "recall": round(counts[0, c] / max(counts[2, c], 1), 4)}
-                                             for c, name in enumerate(class_names)}
-                                    for column, counts in columns.items()}}))
-
+    print(json.dumps({"per_class": {column: {name: {"precision": round(precision, 4), "recall": round(recall, 4)}
+                                             for name, (precision, recall) in by_class.items()}
+                                    for column, by_class in scores.items()}}))
 
 if __name__ == "__main__":
     main()
