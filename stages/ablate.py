@@ -288,8 +288,10 @@ def main(
     summary_only: bool = typer.Option(False, "--summary-only", help="run nothing: summarise the experiments this "
                                       "repository already has (e.g. run elsewhere and fetched with `dvc exp pull`)"),
 ) -> None:
-    """Run the ablation plan (one dvc experiment per variant and seed); summarise each figure over the seeds, for every
-    variant of the plan that has experiments of this commit (the plan's seeds and those named)."""
+    """Run the ablation plan (one dvc experiment per variant and seed); summarise each figure over the seeds.
+
+    The tables cover every variant of the plan that has experiments of this commit (the plan's seeds and those named).
+    """
     plan = load_plan(plan_file)
     for kind, chosen, known in (("setting", settings, plan.settings), ("variant", variants, plan.variants)):
         unknown = sorted(set(chosen or ()) - set(known))
