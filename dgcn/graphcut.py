@@ -310,6 +310,7 @@ def grow_supervision(
     threshold: float = 0.7,
     seed_capacity: float = 10.0,
     valid: np.ndarray | None = None,
+    network_seeds: float | None = None,
 ) -> np.ndarray:
     """DGCN supervision of one image: grow each class's cues by a graph cut, keep the growth where P_c > threshold.
 
@@ -321,6 +322,9 @@ def grow_supervision(
     and cues[c] elsewhere; other channels are cues[c] unchanged (the published code cuts present classes only).
     Each directed pair adds one edge of capacity 1 both ways (a mutual pair carries 2); a node seeded with several
     classes takes the highest one for the terminal weights.
+    network_seeds: None (the published seeds: the cues), or a probability: the seeds of each class in `classes` are
+    then its cues plus the valid nodes where probs[c] > network_seeds (growth from the network's own confident pixels
+    as well as the cues); "cues" above then means these seeds.
     """
     cues = np.asarray(cues)
     probs = np.asarray(probs)
@@ -344,9 +348,13 @@ def grow_supervision(
         inside = valid[src] & valid[dst]
         src, dst = src[inside], dst[inside]
 
-    labels = seed_labels(cues)
+    seeds = cues != 0
+    if network_seeds is not None:
+        confident_seeds = probs[classes] > network_seeds
+        seeds[classes] |= confident_seeds if valid is None else confident_seeds & valid.reshape(cues.shape[1:])
+    labels = seed_labels(seeds)
     flat_probs = probs.reshape(num_classes, n).astype(np.float32, copy=False)
-    supervision = (cues != 0).astype(np.uint8)
+    supervision = seeds.astype(np.uint8)
     for c in classes:
         confident = flat_probs[c] > threshold
         if valid is not None:

@@ -32,12 +32,14 @@ def grow_images(
     threshold: float,
     seed_capacity: float,
     valid: np.ndarray | None = None,
+    network_seeds: float | None = None,
 ) -> np.ndarray:
     """grow_supervision of each image of a chunk: (b, C, h, w) cues and probs -> (b, C, h, w) uint8 supervision;
-    valid: None or the (b, h, w) bool node masks."""
+    valid: None or the (b, h, w) bool node masks; network_seeds: grow_supervision's."""
     masks = [None] * len(cues) if valid is None else valid
     return np.stack([
-        grow_supervision(*image, threshold=threshold, seed_capacity=seed_capacity, valid=mask)
+        grow_supervision(*image, threshold=threshold, seed_capacity=seed_capacity, valid=mask,
+                         network_seeds=network_seeds)
         for *image, mask in zip(cues, probs, classes, edges, masks, strict=True)
     ])
 
@@ -49,10 +51,10 @@ def crf_images(images: np.ndarray, probs: np.ndarray, crf_params: Mapping[str, f
 
 def supervise_images(cues: np.ndarray, probs: np.ndarray, classes: Sequence[np.ndarray],
                      edges: Sequence[tuple[np.ndarray, np.ndarray]], threshold: float, seed_capacity: float,
-                     valid: np.ndarray | None, images: np.ndarray, crf_params: Mapping[str, float]
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     valid: np.ndarray | None, network_seeds: float | None, images: np.ndarray,
+                     crf_params: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
     """Both targets of a chunk of images: (grow_images(...), crf_images(images, probs, crf_params))."""
-    return (grow_images(cues, probs, classes, edges, threshold, seed_capacity, valid),
+    return (grow_images(cues, probs, classes, edges, threshold, seed_capacity, valid, network_seeds),
             crf_images(images, probs, crf_params))
 
 
@@ -100,6 +102,7 @@ class SupervisionPool:
         threshold: float = 0.7,
         seed_capacity: float = 10.0,
         crf_params: Mapping[str, float] | None = None,
+        network_seeds: float | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
@@ -107,6 +110,7 @@ class SupervisionPool:
         self.k = k
         self.threshold = threshold
         self.seed_capacity = seed_capacity
+        self.network_seeds = network_seeds
         self.crf_params = dict(TRAINING_CRF_PARAMS if crf_params is None else crf_params)
         self._executor: ProcessPoolExecutor | None = None
 
@@ -131,29 +135,33 @@ class SupervisionPool:
 
     def submit(self, features: torch.Tensor, probs: torch.Tensor | np.ndarray, cues: torch.Tensor | np.ndarray,
                classes: Sequence[Sequence[int] | np.ndarray], images_small: torch.Tensor | np.ndarray,
-               valid: torch.Tensor | np.ndarray | None = None) -> SupervisionFuture:
+               valid: torch.Tensor | np.ndarray | None = None, grow: bool = True) -> SupervisionFuture:
         """Queue one batch: features (B, D, h, w) float tensor, probs (B, C, h, w) smoothed probabilities, cues
         (B, C, h, w) {0,1}, classes B arrays of the classes to cut (background included), images_small (B, h, w, 3)
         uint8 RGB, valid None or the (B, h, w) bool masks of the graph nodes (False: padding, left out of the kNN
-        graph and the cut; its supervision is its cues). probs is copied before anything reads it, so the caller's
-        autograd tensor is never touched.
+        graph and the cut; its supervision is its cues). grow=False: the supervision is the cues alone (no cut, no
+        network seeds; the CRF target as ever). probs is copied before anything reads it, so the caller's autograd
+        tensor is never touched.
         """
         return SupervisionFuture([self._run(supervise_images, *chunk, self.crf_params)
-                                  for chunk in self._chunks(features, probs, cues, classes, valid, images_small)])
+                                  for chunk in self._chunks(features, probs, cues, classes, valid, images_small,
+                                                            grow=grow)])
 
     def grow(self, features: torch.Tensor, probs: torch.Tensor | np.ndarray, cues: torch.Tensor | np.ndarray,
              classes: Sequence[Sequence[int] | np.ndarray], valid: torch.Tensor | np.ndarray | None = None
              ) -> ChunkedFuture[np.ndarray, np.ndarray]:
         """Queue the graph-cut growth alone (no CRF) of one batch, inputs as for submit; result() is the (B, C, h, w)
-        uint8 supervision: grow_supervision of each image with this pool's k, threshold and seed_capacity."""
+        uint8 supervision: grow_supervision of each image with this pool's k, threshold, seed_capacity and
+        network_seeds."""
         return ChunkedFuture([self._run(grow_images, *chunk)
                               for chunk in self._chunks(features, probs, cues, classes, valid)], np.concatenate)
 
     def _chunks(self, features: torch.Tensor, probs: torch.Tensor | np.ndarray, cues: torch.Tensor | np.ndarray,
                 classes: Sequence[Sequence[int] | np.ndarray], valid: torch.Tensor | np.ndarray | None,
-                images: torch.Tensor | np.ndarray | None = None) -> list[tuple[object, ...]]:
+                images: torch.Tensor | np.ndarray | None = None, grow: bool = True) -> list[tuple[object, ...]]:
         """Check the batch, build its kNN graphs here on all threads, then split it into one chunk of images per
-        worker: per chunk the arguments of grow_images (valid included), followed by its images when given."""
+        worker: per chunk the arguments of grow_images (valid and network_seeds included), followed by its images when
+        given. grow=False: threshold 1 and no network seeds, so that no pixel is grown (P_c > 1 nowhere)."""
         if self.workers > 0 and self._executor is None:
             raise RuntimeError("SupervisionPool must be entered (`with SupervisionPool(...) as pool:`) before use")
         probs_np = _host_copy(probs, np.float32)
@@ -176,8 +184,9 @@ class SupervisionPool:
         edges = knn_edges_batch(features, self.k, None if valid_np is None else torch.from_numpy(valid_np))
         chunks = np.array_split(np.arange(batch), min(batch, max(1, self.workers)))
         return [(cues_np[chunk], probs_np[chunk], [np.asarray(classes[b], dtype=np.int64) for b in chunk],
-                 [edges[b] for b in chunk], self.threshold, self.seed_capacity,
-                 None if valid_np is None else valid_np[chunk], *(() if images_np is None else (images_np[chunk],)))
+                 [edges[b] for b in chunk], self.threshold if grow else 1.0, self.seed_capacity,
+                 None if valid_np is None else valid_np[chunk], self.network_seeds if grow else None,
+                 *(() if images_np is None else (images_np[chunk],)))
                 for chunk in chunks]
 
     def _run(self, function: Callable[..., _T], *args: object) -> Future[_T]:

@@ -57,7 +57,8 @@ def main(
     mine = distributed.my_shards(len(train.names), settings.shard_images)
     # export.threshold null: no cut, no pool (iter_pseudo_labels takes None).
     cutter = nullcontext() if settings.threshold is None else SupervisionPool(
-        workers=settings.workers, k=cut.knn_k, threshold=settings.threshold, seed_capacity=cut.seed_capacity)
+        workers=settings.workers, k=cut.knn_k, threshold=settings.threshold, seed_capacity=cut.seed_capacity,
+        network_seeds=cut.network_seeds)
     with cutter as pool:
         results = iter_pseudo_labels(network, train.dataset.image, train.names, cue_store, cue_store.image_labels,
                                      pool, input_size=settings.input_size, scales=settings.scales,

@@ -141,6 +141,9 @@ class GraphCutParams(Section):
     knn_k: int = Field(ge=2)
     threshold: Probability = Field(description="grown mask used where P_c > threshold, original cue elsewhere")
     seed_capacity: float = Field(ge=0)
+    network_seeds: Probability | None = Field(
+        description="the cut's seeds are the cues plus the pixels where the network's P_c > this (growth from its "
+                    "own confident pixels); null = the cues alone, as published")
 
 
 class DenseCRFParams(Section):
@@ -324,6 +327,8 @@ class TrainDGCNParams(CropTrainingParams):
     graph_features: Literal["network", "rgb"] = Field(
         description="the training-time cut's kNN graph: network (a shallow + a deep layer, published) or rgb (the "
                     "crop's colour on the grid); the export's cut always uses the network's")
+    growth_start_epoch: int = Field(ge=0, description="epochs trained on the cues alone before the cut grows them "
+                                                      "(a warm-up); 0 = from the first step, as published")
     workers: Workers
     seed: Seed
 

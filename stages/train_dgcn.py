@@ -57,14 +57,15 @@ def main(
     # Scoring only, never training: the grown supervision against the masks, when every training image has one.
     masks = NamedFiles(train.mask_or_none, train.names) if len(train.scored()) == len(train.names) else None
     with SupervisionPool(workers=settings.workers, k=cut.knn_k, threshold=cut.threshold,
-                         seed_capacity=cut.seed_capacity,
+                         seed_capacity=cut.seed_capacity, network_seeds=cut.network_seeds,
                          crf_params={**kernels.kernels(), "scale": settings.crf_scale}) as pool:
         history = train_dgcn(model, NamedFiles(train.dataset.image, train.names), LazyStore(CueStore, cues),
                              cue_store.image_labels, pool, schedule, geometry=geometry, epochs=settings.epochs,
                              batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
                              batchnorm=settings.batchnorm, constrain_weight=settings.constrain_weight,
                              masks=masks, checkpoint=checkpoint, precision=precision,
-                             graph_features=settings.graph_features)
+                             graph_features=settings.graph_features,
+                             growth_start_epoch=settings.growth_start_epoch)
     if not distributed.is_main():  # rank 0 writes the artifacts
         return
     with staged_directory(out) as folder:

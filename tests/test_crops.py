@@ -300,8 +300,8 @@ def test_dgcn_training_masks_padded_pixels_in_both_losses(monkeypatch: pytest.Mo
 
 
 def _train_small_dgcn(threshold: float, masks: list[np.ndarray] | None, constrain_weight: float = 1.0,
-                     graph_features: str = "network"):
-    """(weights, log) of one epoch of a 3-class DGCN on four 24x24 images (8x8 cue grid)."""
+                     graph_features: str = "network", epochs: int = 1, growth_start_epoch: int = 0):
+    """(weights, log) of `epochs` epochs of a 3-class DGCN on four 24x24 images (8x8 cue grid)."""
     rng = np.random.default_rng(2)
     images = _images(rng, [(24, 24)] * 4)
     cues = np.zeros((4, 3, 8, 8), np.uint8)
@@ -312,8 +312,9 @@ def _train_small_dgcn(threshold: float, masks: list[np.ndarray] | None, constrai
                            decay_every_epochs=1, decay_gamma=1.0)
     with SupervisionPool(workers=0, k=4, threshold=threshold) as pool:
         log = train_dgcn(model, images, cues, np.array([[1, 1, 0]] * 4, np.uint8), pool, schedule,
-                         geometry=CropGeometry(24), epochs=1, batch_size=4, seed=0, masks=masks,
-                         constrain_weight=constrain_weight, graph_features=graph_features)
+                         geometry=CropGeometry(24), epochs=epochs, batch_size=4, seed=0, masks=masks,
+                         constrain_weight=constrain_weight, graph_features=graph_features,
+                         growth_start_epoch=growth_start_epoch)
     return model.state_dict(), log
 
 
@@ -330,6 +331,17 @@ def test_growth_is_scored_against_masks_without_touching_training() -> None:
     _, seeds_only = _train_small_dgcn(1.0, masks)
     assert seeds_only.epochs[0]["grown_precision"] == seeds_only.epochs[0]["cue_precision"]
     assert seeds_only.epochs[0]["grown_recall"] == seeds_only.epochs[0]["cue_recall"]
+
+
+def test_growth_waits_for_its_start_epoch() -> None:
+    masks = [np.repeat(np.where(np.arange(24) < 12, 0, 1).astype(np.uint8)[:, None], 24, axis=1)] * 4
+    _, warm = _train_small_dgcn(0.0, masks, epochs=2, growth_start_epoch=1)
+    _, at_once = _train_small_dgcn(0.0, masks, epochs=2)
+    first, second = warm.epochs
+    # epoch 1 trains on the cues alone, epoch 2 on the grown supervision
+    assert (first["grown_precision"], first["grown_recall"]) == (first["cue_precision"], first["cue_recall"])
+    assert second["grown_recall"] > second["cue_recall"]
+    assert at_once.epochs[0]["grown_recall"] > at_once.epochs[0]["cue_recall"]
 
 
 def test_constrain_weight_scales_the_constrain_loss() -> None:

@@ -150,6 +150,33 @@ def test_isolated_nodes_follow_seeds_and_the_threshold_rule():
     assert sup.dtype == np.uint8 and sup.shape == cues.shape
 
 
+def test_network_seeds_add_the_confident_pixels_of_the_cut_classes_to_the_cues():
+    # No edges, threshold 1 (no growth): the supervision is the seeds, so it shows them directly.
+    cues = np.zeros((3, 2, 4), np.uint8)
+    cues[1, 0, 0] = 1
+    probs = np.zeros((3, 2, 4), np.float32)
+    probs[1] = [[0.2, 0.95, 0.91, 0.9], [0.95, 0.95, 0.1, 0.1]]
+    probs[2, 1, 2:] = 0.95  # class 2 is confident too, but not cut
+    probs[0] = 1 - probs[1] - probs[2]
+    valid = np.ones((2, 4), bool)
+    valid[1, 1] = False  # padding: never a seed
+    published = grow_supervision(cues, probs, [0, 1], NO_EDGES, threshold=1.0, valid=valid)
+    assert np.array_equal(published, cues)
+    sup = grow_supervision(cues, probs, [0, 1], NO_EDGES, threshold=1.0, valid=valid, network_seeds=0.9)
+    assert sup[1].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]  # strict: 0.9 is no seed
+    assert not sup[2].any() and not sup[0].any()
+    # A network seed holds against the graph: node 1 (P_1 0.95) is tied to node 0, seeded with class 0, by two pairs
+    # (capacity 2 each way). Unseeded, the cut gives it to class 0 (1.30 < 2.02); seeded, it stays class 1.
+    edges = (np.array([0, 1]), np.array([1, 0]))
+    chain_cues = np.zeros((2, 1, 2), np.uint8)
+    chain_cues[0, 0, 0] = 1
+    chain_probs = np.zeros((2, 1, 2), np.float32)
+    chain_probs[1, 0] = [0.1, 0.95]
+    chain_probs[0] = 1 - chain_probs[1]
+    assert grow_supervision(chain_cues, chain_probs, [1], edges)[1, 0].tolist() == [0, 0]
+    assert grow_supervision(chain_cues, chain_probs, [1], edges, network_seeds=0.9)[1, 0].tolist() == [0, 1]
+
+
 def test_the_threshold_is_strict_at_exactly_float32_0_7():
     # float32(0.7) > 0.7 is False in float32 arithmetic, >= would be True: the node must keep its (empty) cue
     cues = np.zeros((2, 1, 2), np.uint8)
@@ -270,6 +297,20 @@ def test_pool_workers_match_in_process_and_direct_calls(spawned_pool):
     edges = knn_edges(features[1], k=10)
     assert np.array_equal(supervision[1], grow_supervision(cues[1], probs[1].numpy(), classes[1], edges))
     assert np.array_equal(crf_probs[1], dense_crf(images[1], probs[1].numpy(), scale=1 / 12))
+
+
+def test_pool_grows_nothing_when_told_not_to():
+    rng = np.random.default_rng(4)
+    batch, num_classes, h, w = 2, 3, 6, 6
+    features = torch.from_numpy(rng.normal(size=(batch, 8, h, w)).astype(np.float32))
+    probs = smoothed_softmax(torch.from_numpy(rng.normal(scale=3.0, size=(batch, num_classes, h, w)))).float()
+    cues = (rng.random((batch, num_classes, h, w)) < 0.1).astype(np.uint8)
+    classes = [np.array([0, 1, 2])] * batch
+    images = rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
+    with SupervisionPool(workers=0, threshold=0.0, network_seeds=0.5) as pool:
+        grown, _ = pool.submit(features, probs, cues, classes, images).result()
+        held, _ = pool.submit(features, probs, cues, classes, images, grow=False).result()
+    assert np.array_equal(held, cues) and not np.array_equal(grown, cues)
 
 
 def test_pool_rejects_mismatched_batch():

@@ -44,7 +44,7 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
                pool: SupervisionPool, schedule: SGDSchedule, *, geometry: CropGeometry, epochs: int, batch_size: int,
                seed: int, data_workers: int = 0, batchnorm: str = "train", constrain_weight: float = 1.0,
                masks: Indexed | None = None, checkpoint: Path | None = None, precision: Precision = FLOAT32,
-               graph_features: str = "network") -> TrainingLog:
+               graph_features: str = "network", growth_start_epoch: int = 0) -> TrainingLog:
     """Train the segmentation network from cues on random crops of the native images (spec 2.6).
 
     images: (H_i, W_i, 3) uint8 per sample, native size; cues: (C, G, G) uint8 per sample over the whole image;
@@ -60,6 +60,8 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
     (grown_precision, grown_recall, cue_precision, cue_recall; dgcn.cues.cue_quality).
     graph_features: what the kNN graph of the cut is built on: "network" (the network's graph features, a shallow and
     a deep layer: the published method) or "rgb" (the crop's colour on the grid, a low-level affinity as the CRF's).
+    growth_start_epoch: the epochs before it train on the cues alone (a warm-up: the cut grows nothing, the constrain
+    loss is as ever); 0 grows from the first step, as published.
     """
     if graph_features not in GRAPH_FEATURES:
         raise ValueError(f"graph_features must be one of {', '.join(GRAPH_FEATURES)}, got {graph_features!r}")
@@ -85,8 +87,10 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
         probs = smoothed_softmax(out.scores)
         # Padded pixels are no graph nodes (their supervision is their cue: none) and count in no loss.
         features = out.features.detach() if graph_features == "network" else colour_features(grid_images)
-        pending = pool.submit(features, probs.detach(), crop_cues.numpy(),
-                              [classes[i] for i in indices.tolist()], grid_images.numpy(), valid=valid.numpy())
+        # The scheduler counts the steps taken, a resumed run's included.
+        growing = scheduler.last_epoch >= growth_start_epoch * len(loader)
+        pending = pool.submit(features, probs.detach(), crop_cues.numpy(), [classes[i] for i in indices.tolist()],
+                              grid_images.numpy(), valid=valid.numpy(), grow=growing)
         supervision, crf_probs = pending.result()
         seeding = seeding_loss(probs, torch.from_numpy(supervision))
         constrain = constrain_loss(probs, torch.from_numpy(crf_probs), valid=valid)
