@@ -280,9 +280,9 @@ def test_dgcn_training_masks_padded_pixels_in_both_losses(monkeypatch: pytest.Mo
         submit = pool.submit
         graph_nodes = []
 
-        def submit_spy(*args, valid=None):
+        def submit_spy(*args, valid=None, **options):
             graph_nodes.append(valid)
-            return submit(*args, valid=valid)
+            return submit(*args, valid=valid, **options)
 
         monkeypatch.setattr(pool, "submit", submit_spy)
         train_dgcn(model, images, cues, labels, pool, schedule, geometry=CropGeometry(32), epochs=1, batch_size=4,
