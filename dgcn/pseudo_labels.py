@@ -70,10 +70,11 @@ def iter_pseudo_labels(
     Each image is resized so that its longer side is `input_size` (aspect ratio kept: the scale-1 input of `predict`,
     multi-scale over `scales` and mirrored with `flip`); images of a batch with the same resized shape go through the
     network together. On the network's grid: the probabilities restricted to the image's classes and stored as float16,
-    the cues zoomed to the grid and grown by the pool's graph cut (its k, threshold and seed_capacity) on the scale-1
-    features (pool None: no cut, the grown masks are empty and the labels are the network's restricted argmax). The
-    label maps are evidence_labels of that evidence, so absent classes never appear. The cuts of one batch run in the
-    pool's workers while the next batch goes through the network; results do not depend on the worker count.
+    the cues zoomed to the grid and grown by the pool's graph cut (its k, threshold, seed_capacity and network_seeds)
+    on the scale-1 features (pool None: no cut, the grown masks are empty and the labels are the network's restricted
+    argmax). The label maps are evidence_labels of that evidence, so absent classes never appear. The cuts of one batch
+    run in the pool's workers while the next batch goes through the network; results do not depend on the worker
+    count.
     """
     count = len(names)
     if len(cues) != count or len(image_labels) != count:
