@@ -161,7 +161,8 @@ class SupervisionPool:
                 images: torch.Tensor | np.ndarray | None = None, grow: bool = True) -> list[tuple[object, ...]]:
         """Check the batch, build its kNN graphs here on all threads, then split it into one chunk of images per
         worker: per chunk the arguments of grow_images (valid and network_seeds included), followed by its images when
-        given. grow=False: threshold 1 and no network seeds, so that no pixel is grown (P_c > 1 nowhere)."""
+        given. grow=False: no kNN graphs, threshold 1 and no network seeds, so that no pixel is grown (P_c > 1
+        nowhere)."""
         if self.workers > 0 and self._executor is None:
             raise RuntimeError("SupervisionPool must be entered (`with SupervisionPool(...) as pool:`) before use")
         probs_np = _host_copy(probs, np.float32)
@@ -181,7 +182,10 @@ class SupervisionPool:
             raise ValueError(f"valid must be ({batch}, {h}, {w}) bool, got {valid_np.shape} {valid_np.dtype}")
         # The kNN first, on all threads; then one chunk of images per worker. (Queuing the CRFs before the kNN, or
         # several chunks per worker, measured slower on 2 cores: the workers then compete with the kNN's threads.)
-        edges = knn_edges_batch(features, self.k, None if valid_np is None else torch.from_numpy(valid_np))
+        # Without growth nothing is cut, so no graph is built (a warm-up's steps skip the kNN).
+        no_edges = (np.empty(0, np.int64), np.empty(0, np.int64))
+        edges = (knn_edges_batch(features, self.k, None if valid_np is None else torch.from_numpy(valid_np)) if grow
+                 else [no_edges] * batch)
         chunks = np.array_split(np.arange(batch), min(batch, max(1, self.workers)))
         return [(cues_np[chunk], probs_np[chunk], [np.asarray(classes[b], dtype=np.int64) for b in chunk],
                  [edges[b] for b in chunk], self.threshold if grow else 1.0, self.seed_capacity,

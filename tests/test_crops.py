@@ -318,8 +318,13 @@ def _train_small_dgcn(threshold: float, masks: list[np.ndarray] | None, constrai
     return model.state_dict(), log
 
 
+def _top_half_background_masks() -> list[np.ndarray]:
+    """The masks of _train_small_dgcn's four images: class 0 on the top 12 rows, class 1 below."""
+    return [np.repeat(np.where(np.arange(24) < 12, 0, 1).astype(np.uint8)[:, None], 24, axis=1)] * 4
+
+
 def test_growth_is_scored_against_masks_without_touching_training() -> None:
-    masks = [np.repeat(np.where(np.arange(24) < 12, 0, 1).astype(np.uint8)[:, None], 24, axis=1)] * 4  # top: 0
+    masks = _top_half_background_masks()
     weights, log = _train_small_dgcn(0.7, masks)
     unscored_weights, unscored = _train_small_dgcn(0.7, None)
     assert all(torch.equal(weights[name], unscored_weights[name]) for name in weights)
@@ -334,7 +339,7 @@ def test_growth_is_scored_against_masks_without_touching_training() -> None:
 
 
 def test_growth_waits_for_its_start_epoch() -> None:
-    masks = [np.repeat(np.where(np.arange(24) < 12, 0, 1).astype(np.uint8)[:, None], 24, axis=1)] * 4
+    masks = _top_half_background_masks()
     _, warm = _train_small_dgcn(0.0, masks, epochs=2, growth_start_epoch=1)
     _, at_once = _train_small_dgcn(0.0, masks, epochs=2)
     first, second = warm.epochs
@@ -357,7 +362,7 @@ def test_constrain_weight_scales_the_constrain_loss() -> None:
 def test_the_cut_can_grow_on_the_colour_graph_instead_of_the_network_features() -> None:
     grid = torch.tensor([[[[0, 128, 255]]]], dtype=torch.uint8)  # one image, a 1x1 grid, RGB (0, 128, 255)
     assert torch.allclose(colour_features(grid).flatten(), torch.tensor([0.0, 128 / 255, 1.0]))
-    masks = [np.repeat(np.where(np.arange(24) < 12, 0, 1).astype(np.uint8)[:, None], 24, axis=1)] * 4
+    masks = _top_half_background_masks()
     network_weights, network = _train_small_dgcn(0.0, masks)
     colour_weights, colour = _train_small_dgcn(0.0, masks, graph_features="rgb")
     # another graph, other supervision: the growth scores and the trained weights differ

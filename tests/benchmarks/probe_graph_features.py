@@ -244,5 +244,6 @@ def print_per_class(class_names: tuple[str, ...], columns: dict[str, np.ndarray]
                                              for name, (precision, recall) in by_class.items()}
                                     for column, by_class in scores.items()}}))
 
+
 if __name__ == "__main__":
     main()
