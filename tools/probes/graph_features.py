@@ -1,7 +1,7 @@
 """Which features build the graph, and are ours informative? The DGCN graph cut of every training image on kNN graphs
 of several feature choices, with the trained network's own probabilities and the image's cues.
 
-    python tests/benchmarks/probe_graph_features.py [--project DIR] [--model M] [--manifest J] [--cues Z]
+    python -m tools.probes.graph_features [--project DIR] [--model M] [--manifest J] [--cues Z]
         [--config Y] [--defaults P] [--images N] [--xy-scale 1.0] [--thresholds T ...] [--batch-stats]
         [--per-class CHOICE ...]
 
