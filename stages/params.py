@@ -25,12 +25,11 @@ from pydantic import (
     ValidationInfo,
     create_model,
     field_validator,
-    with_config,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
-from typing_extensions import TypedDict
 
 from dgcn.errors import InputError
+from dgcn.models.options import SEGMENTER_OPTIONS, TRUNK_OPTIONS, option_names
 
 
 class ParamsError(InputError):
@@ -171,63 +170,6 @@ class OptimizerParams(Section):
     head_lr_mult: float = Field(ge=1, description="learning-rate multiplier of the classifier head")
 
 
-# The keyword arguments of each network's builder, so that a misspelt or out-of-range option is a params error
-# naming `<section>.arch_options.<key>`, not a TypeError when the stage builds the network. Written out here because
-# the builders live beside torch, which loading params does not import; tests/test_params.py keeps each equal to its
-# builder's signature. total=False: an option left out takes the builder's default.
-_OPTIONS_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-Dilation = Annotated[int, Field(ge=1)]
-Dilations = Annotated[list[Dilation], Field(min_length=1)]
-
-
-@with_config(_OPTIONS_CONFIG)
-class SmallTrunkOptions(TypedDict, total=False):
-    """dgcn.models.small.SmallTrunk."""
-
-    width: Annotated[int, Field(ge=1)]
-    context_rates: Dilations
-
-
-@with_config(_OPTIONS_CONFIG)
-class SmallSegmenterOptions(SmallTrunkOptions, total=False):
-    """dgcn.models.small.small_segmenter."""
-
-    head_dilation: Dilation
-
-
-@with_config(_OPTIONS_CONFIG)
-class DeepLabV2Options(TypedDict, total=False):
-    """dgcn.models.deeplab_v2.deeplab_v2."""
-
-    aspp_rates: Dilations
-
-
-@with_config(_OPTIONS_CONFIG)
-class NoOptions(TypedDict, total=False):
-    """A builder without options (deeplab_v3; the ResNet-101 trunk of a classifier)."""
-
-
-@with_config(_OPTIONS_CONFIG)
-class HRNetOptions(TypedDict, total=False):
-    """dgcn.models.hrnet.hrnet and its trunk."""
-
-    variant: Annotated[str, Field(pattern=r"^hrnet_", description="a timm HRNet, e.g. hrnet_w48")]
-
-
-# arch -> options of the segmentation network's builder (dgcn.models.registry.SEGMENTERS) ...
-SEGMENTER_OPTIONS: dict[str, type] = {
-    "small": SmallSegmenterOptions,
-    "deeplab_v2": DeepLabV2Options,
-    "deeplab_v3": NoOptions,
-    "hrnet": HRNetOptions,
-}
-# ... and of the CAM classifier's trunk (dgcn.models.classifier.TRUNK_BUILDERS), which the cues stage builds
-TRUNK_OPTIONS: dict[str, type] = {
-    "small": SmallTrunkOptions,
-    "deeplab_v2": NoOptions,
-    "deeplab_v3": NoOptions,
-    "hrnet": HRNetOptions,
-}
 Arch = Literal["small", "deeplab_v2", "deeplab_v3", "hrnet"]
 
 
@@ -256,7 +198,7 @@ class NetworkParams(Section):
         except ValidationError as error:
             # ctx "nested" carries the option's own error; _explain appends its location to arch_options
             raise PydanticCustomError("nested", "{arch} option", {"arch": arch, "nested": error.errors()[0],
-                                                                  "known": list(schema.__annotations__)}) from None
+                                                                  "known": option_names(schema)}) from None
 
 
 class ColorJitterParams(Section):
