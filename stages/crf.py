@@ -15,8 +15,10 @@ from dgcn.progress import progress
 from dgcn.storage import EvidenceStore, LabelStoreWriter, staged_directory
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
-from stages.params import CRFStageParams, DenseCRFParams, load_params
+from stages.params import load_params
 from stages.runtime import provenance, summary, write_json
+from stages.schemas.crf import CRFStageParams
+from stages.schemas.dense_crf import DenseCRFParams
 
 
 def main(

@@ -191,3 +191,25 @@ def test_repository_dvc_yaml_lists_exactly_the_generated_code_deps() -> None:
     assert not problems, ("dvc.yaml's code deps differ from the code the stages run; paste the output of "
                           "`python -m tools.code_deps` into each stage's deps (`python -m tools.code_deps --check "
                           "dvc.yaml` checks):\n" + "\n".join(problems))
+
+
+def test_a_section_schema_is_a_code_dep_of_the_stages_reading_that_section_alone() -> None:
+    # editing stages/schemas/crf.py must make `dvc status` report the crf stage and none before it
+    document = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    deps = stage_code_deps(REPO / "dvc.yaml")
+    readers = {}
+    for module in sorted((REPO / "stages" / "schemas").glob("*.py")):
+        if module.stem in ("__init__", "network"):  # network: parts of the sections of the training stages
+            continue
+        readers[module.stem] = {stage for stage, entry in document.items()
+                                if module.stem in entry.get("do", entry).get("params", [])}
+        importers = {stage for stage, (_, listed) in deps.items() if f"stages/schemas/{module.name}" in listed}
+        assert importers == readers[module.stem], module.name
+    assert readers["crf"] == {"crf"} and readers["dense_crf"] == {"train_dgcn", "crf", "evaluate"}
+    assert readers["retrain"] == {"retrain", "upper_bound"}
+
+
+def test_no_stage_runs_a_tool() -> None:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    listed = [dep for entry in stages.values() for dep in entry.get("do", entry).get("deps", [])]
+    assert listed and not [dep for dep in listed if dep.split("/")[0] == "tools"]

@@ -14,21 +14,14 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from stages.params import (
-    SECTIONS,
-    SEGMENTER_OPTIONS,
-    TRUNK_OPTIONS,
-    Arch,
-    CuesParams,
-    DenseCRFParams,
-    ParamsError,
-    RetrainParams,
-    Section,
-    TrainDGCNParams,
-    json_schema,
-    load_params,
-    merge,
-)
+from dgcn.models.options import SEGMENTER_OPTIONS, TRUNK_OPTIONS
+from stages.params import ParamsError, Section, load_params, merge
+from stages.schemas.cues import CuesParams
+from stages.schemas.dense_crf import DenseCRFParams
+from stages.schemas.network import Arch
+from stages.schemas.retrain import RetrainParams
+from stages.schemas.train_dgcn import TrainDGCNParams
+from tools.params_schema import SECTIONS, json_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -306,11 +299,12 @@ def test_section_must_be_a_mapping(tmp_path: Path, defaults: Path) -> None:
 
 def test_json_schema_file_is_current() -> None:
     committed = json.loads((ROOT / "docs" / "params.schema.json").read_text())
-    assert committed == json_schema(), "regenerate with `python -m stages.params > docs/params.schema.json`"
+    assert committed == json_schema(), "regenerate with `python -m tools.params_schema > docs/params.schema.json`"
     assert set(SECTIONS) <= set(committed["properties"]) and set(committed["required"]) >= set(DEFAULTS)
 
 
 def test_module_prints_the_schema() -> None:
     # a subprocess: runpy would define the schemas in a __main__ whose names pydantic cannot resolve
-    out = subprocess.run([sys.executable, "-m", "stages.params"], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "tools.params_schema"], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
     assert json.loads(out.stdout) == json_schema()

@@ -61,7 +61,9 @@ from dgcn.supervision import grow_images
 from dgcn.training.dgcn import colour_features
 from dgcn.training.loader import network_input
 from stages.manifest import Manifest
-from stages.params import GraphCutParams, TrainDGCNParams, load_params
+from stages.params import load_params
+from stages.schemas.graph_cut import GraphCutParams
+from stages.schemas.train_dgcn import TrainDGCNParams
 
 REPO = Path(__file__).resolve().parents[2]
 CHOICES = ("concat", "early", "middle", "rgb", "rgb_xy", "xy", "random")

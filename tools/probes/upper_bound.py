@@ -27,7 +27,8 @@ from dgcn.inference import predict_labels
 from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import load_model
 from stages.manifest import Manifest
-from stages.params import EvaluateParams, load_params, merge
+from stages.params import load_params, merge
+from stages.schemas.evaluate import EvaluateParams
 
 REPO = Path(__file__).resolve().parents[2]
 
