@@ -37,8 +37,7 @@ def main(
     store = EvidenceStore(evidence)
     train = data.train
     train.check_store(store.names, evidence, "export")
-    if store.class_names != list(data.class_names):
-        raise ValueError(f"{evidence} holds classes {store.class_names}, not the manifest's; rerun the export stage")
+    data.check_classes(store.class_names, evidence, "export")
     num_classes = len(data.class_names)
 
     distributed.join(torch.device("cpu"))  # under torchrun: each rank refines its shards, rank 0 writes them all
