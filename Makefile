@@ -35,6 +35,6 @@ test: $(STAMP)
 bench: $(STAMP)
 	for b in tests/benchmarks/bench_*.py; do python $$b || exit 1; done
 
-# One GPU: every stage's CUDA path, the DGCN step against a plain step, kNN on the GPU == CPU (tests/benchmarks/gpu_check.py).
+# One GPU: every stage's CUDA path, the DGCN step against a plain step, kNN on the GPU == CPU (tools/gpu_check.py).
 gpu-check: $(STAMP)
-	python tests/benchmarks/gpu_check.py
+	python -m tools.gpu_check

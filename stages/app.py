@@ -24,25 +24,28 @@ import typer.main
 if TYPE_CHECKING:  # typer vendors click; these are only annotations
     from typer._click import Command, Context, HelpFormatter
 
-# command name -> (module under `stages` whose `main` is the command, one-line help: the first line of its docstring).
+# command name -> (module whose `main` is the command, one-line help: the first line of its docstring). The pipeline's
+# stages are modules of `stages`; the tools around them (ablation runs, reports) modules of `tools`.
 # tests/test_cli.py keeps the help texts equal to the docstrings.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synthesize": ("synthesize", "Generate a synthetic data set (VOC layout) from a seed."),
-    "prepare": ("prepare", "Validate a data set and write the manifest every later stage reads."),
-    "cues": ("cues", "Cues from image-level labels: classifier -> CAMs -> foreground/background seeds on the network "
-                     "grid."),
-    "train-dgcn": ("train_dgcn", "DGCN training: kNN feature graph + per-class graph cut grow the cues; seeding + "
-                                 "constrain loss; SGD."),
-    "export": ("export", "Pseudo-labels at each image's aspect ratio (multi-scale, mirrored), cues grown by graph cut; "
-                         "the CRF's evidence."),
-    "crf": ("crf", "Refine the export's evidence with a dense CRF on each full-resolution image (published kernels)."),
-    "retrain": ("retrain", "Retrain DeepLab (by name in params) with cross-entropy on dense labels, 255 ignored."),
-    "evaluate": ("evaluate", "Score the DGCN, retrained and upper-bound networks on val; gather every stage's figure "
-                             "into summary.json."),
-    "ablate": ("ablate", "Run the ablation plan (one dvc experiment per variant and seed); summarise each figure over "
-                         "the seeds."),
-    "report": ("report", "Print the stage-by-stage mIoU table and the retrained/upper-bound ratio, then what needs "
-                         "no mask."),
+    "synthesize": ("stages.synthesize", "Generate a synthetic data set (VOC layout) from a seed."),
+    "prepare": ("stages.prepare", "Validate a data set and write the manifest every later stage reads."),
+    "cues": ("stages.cues", "Cues from image-level labels: classifier -> CAMs -> foreground/background seeds on the "
+                            "network grid."),
+    "train-dgcn": ("stages.train_dgcn", "DGCN training: kNN feature graph + per-class graph cut grow the cues; "
+                                        "seeding + constrain loss; SGD."),
+    "export": ("stages.export", "Pseudo-labels at each image's aspect ratio (multi-scale, mirrored), cues grown by "
+                                "graph cut; the CRF's evidence."),
+    "crf": ("stages.crf", "Refine the export's evidence with a dense CRF on each full-resolution image (published "
+                          "kernels)."),
+    "retrain": ("stages.retrain", "Retrain DeepLab (by name in params) with cross-entropy on dense labels, 255 "
+                                  "ignored."),
+    "evaluate": ("stages.evaluate", "Score the DGCN, retrained and upper-bound networks on val; gather every stage's "
+                                    "figure into summary.json."),
+    "ablate": ("tools.ablate", "Run the ablation plan (one dvc experiment per variant and seed); summarise each figure "
+                               "over the seeds."),
+    "report": ("tools.report", "Print the stage-by-stage mIoU table and the retrained/upper-bound ratio, then what "
+                               "needs no mask."),
 }
 
 
@@ -130,10 +133,10 @@ class LazyStages(typer.core.TyperGroup):
         return list(COMMANDS)
 
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
-        """Import `stages.<module>` and build the command from its `main`; None for an unknown name."""
+        """Import the command's module and build the command from its `main`; None for an unknown name."""
         if cmd_name not in COMMANDS:
             return None
-        module = importlib.import_module(f"stages.{COMMANDS[cmd_name][0]}")
+        module = importlib.import_module(COMMANDS[cmd_name][0])
         # A one-command Typer turns `main` into a command exactly as `app.command(name)` on the root would.
         single = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                              rich_markup_mode=self.rich_markup_mode)

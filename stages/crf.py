@@ -15,8 +15,10 @@ from dgcn.progress import progress
 from dgcn.storage import EvidenceStore, LabelStoreWriter, staged_directory
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
-from stages.params import CRFStageParams, DenseCRFParams, load_params
+from stages.params import load_params
 from stages.runtime import provenance, summary, write_json
+from stages.schemas.crf import CRFStageParams
+from stages.schemas.dense_crf import DenseCRFParams
 
 
 def main(
@@ -35,8 +37,7 @@ def main(
     store = EvidenceStore(evidence)
     train = data.train
     train.check_store(store.names, evidence, "export")
-    if store.class_names != list(data.class_names):
-        raise ValueError(f"{evidence} holds classes {store.class_names}, not the manifest's; rerun the export stage")
+    data.check_classes(store.class_names, evidence, "export")
     num_classes = len(data.class_names)
 
     distributed.join(torch.device("cpu"))  # under torchrun: each rank refines its shards, rank 0 writes them all

@@ -30,7 +30,7 @@ from dgcn.storage import LabelStore, LabelStoreWriter, staged_directory
 from dgcn.training.supervised import train_classifier
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
-from stages.params import CuesParams, load_params
+from stages.params import load_params
 from stages.runtime import (
     provenance,
     resolve_device,
@@ -40,6 +40,7 @@ from stages.runtime import (
     write_csv,
     write_json,
 )
+from stages.schemas.cues import CuesParams
 
 
 def main(

@@ -20,8 +20,10 @@ from dgcn.progress import progress
 from dgcn.storage import LabelStore, staged_directory
 from stages.manifest import Manifest, Split
 from stages.options import CONFIG, DEFAULTS, MANIFEST
-from stages.params import DenseCRFParams, EvaluateParams, load_params
+from stages.params import load_params
 from stages.runtime import read_json, resolve_device, set_threads, summary, write_csv, write_json
+from stages.schemas.dense_crf import DenseCRFParams
+from stages.schemas.evaluate import EvaluateParams
 
 # The upstream figures the summary gathers from the stages' metrics files.
 UPSTREAM_FIGURES = ("cam_baseline_miou", "cues_miou", "pseudo_miou", "crf_miou")

@@ -20,8 +20,10 @@ from dgcn.storage import EvidenceStoreWriter, LabelStoreWriter, staged_directory
 from dgcn.supervision import SupervisionPool
 from stages.manifest import Manifest
 from stages.options import CONFIG, DEFAULTS, MANIFEST
-from stages.params import ExportParams, GraphCutParams, load_params
+from stages.params import load_params
 from stages.runtime import provenance, resolve_device, set_threads, summary, write_json
+from stages.schemas.export import ExportParams
+from stages.schemas.graph_cut import GraphCutParams
 
 
 def main(

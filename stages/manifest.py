@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,18 @@ class Manifest:
     class_names: tuple[str, ...]
     train: Split
     val: Split
+    path: Path  # the file it was read from
+
+    def check_classes(self, class_names: Sequence[str], path: Path, stage: str) -> None:
+        """An upstream store must hold the manifest's classes, in order; else name the first that differs, both files
+        and the stage to rerun."""
+        if list(class_names) == list(self.class_names):
+            return
+        at, (theirs, ours) = next((i, pair) for i, pair in enumerate(zip_longest(class_names, self.class_names))
+                                  if pair[0] != pair[1])
+        theirs, ours = ("none" if name is None else repr(name) for name in (theirs, ours))
+        raise InputError(f"{path} holds other classes than {self.path} (class {at}: {theirs} there, {ours} in the "
+                         f"manifest); rerun the {stage} stage")
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
@@ -76,7 +89,7 @@ class Manifest:
             splits = {role: Split(role, reader(root, class_names=class_names, **entry["reader"]), entry["names"],
                                   [tuple(size) for size in entry["sizes"]], entry["classes"], entry["masked"])
                       for role, entry in raw["splits"].items()}
-            return cls(raw["classes"], root, class_names, splits["train"], splits["val"])
+            return cls(raw["classes"], root, class_names, splits["train"], splits["val"], path)
         except (KeyError, TypeError, AttributeError) as error:  # JSON of another shape: not written by prepare
             raise InputError(f"{path} is not a manifest of the prepare stage ({type(error).__name__}: {error}); "
                              f"rerun prepare") from error

@@ -8,7 +8,7 @@ from dgcn.errors import InputError
 from dgcn.model_files import load_model
 from dgcn.models.registry import build_segmenter
 from dgcn.models.segmenter import SegmentationNet
-from stages.params import CropTrainingParams
+from stages.schemas.network import CropTrainingParams
 
 
 def starting_segmenter(settings: CropTrainingParams, num_classes: int, classifier: Path | None,

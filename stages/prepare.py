@@ -15,8 +15,9 @@ from dgcn.data.synthetic import contact_sheet
 from dgcn.data.voc import SampleInfo, VOCDataset, check_disjoint
 from dgcn.storage import staged_directory
 from stages.options import CONFIG, DEFAULTS
-from stages.params import PrepareParams, load_params
+from stages.params import load_params
 from stages.runtime import summary, write_json
+from stages.schemas.prepare import PrepareParams
 
 CLASS_NAMES = {"synthetic": SYNTHETIC_CLASSES, "voc": VOC_CLASSES}
 

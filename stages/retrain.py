@@ -19,8 +19,9 @@ from dgcn.training.retrain import train_segmenter
 from stages.manifest import Manifest
 from stages.networks import starting_segmenter
 from stages.options import CONFIG, DEFAULTS, MANIFEST
-from stages.params import RetrainLabelsParams, RetrainParams, load_params
+from stages.params import load_params
 from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
+from stages.schemas.retrain import RetrainLabelsParams, RetrainParams
 
 
 def main(

@@ -10,8 +10,9 @@ import typer
 from dgcn.data.synthetic import Difficulty, generate
 from dgcn.storage import atomic_output
 from stages.options import CONFIG, DEFAULTS
-from stages.params import SynthesizeParams, load_params
+from stages.params import load_params
 from stages.runtime import summary
+from stages.schemas.synthesize import SynthesizeParams
 
 
 def main(

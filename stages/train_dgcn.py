@@ -20,8 +20,11 @@ from dgcn.training.loop import discard_checkpoint
 from stages.manifest import Manifest
 from stages.networks import starting_segmenter
 from stages.options import CONFIG, DEFAULTS, MANIFEST
-from stages.params import DenseCRFParams, GraphCutParams, TrainDGCNParams, load_params
+from stages.params import load_params
 from stages.runtime import checkpoint_path, resolve_device, seed_everything, set_threads, summary, write_csv, write_json
+from stages.schemas.dense_crf import DenseCRFParams
+from stages.schemas.graph_cut import GraphCutParams
+from stages.schemas.train_dgcn import TrainDGCNParams
 
 
 def main(

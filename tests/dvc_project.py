@@ -66,7 +66,7 @@ def edit_yaml(path: Path, changes: dict) -> None:
 def make_project(root: Path, datasets: list[str], configs: dict[str, dict]) -> Path:
     """A git + DVC project at `root` with this repository's code, dvc.yaml, params.yaml and pipelines/, running
     `datasets`; configs[name] is merged over pipelines/<name>.yaml."""
-    for name in ("stages", "dgcn", "pipelines"):
+    for name in ("stages", "tools", "dgcn", "pipelines"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".dvcignore", "params.yaml"):
         shutil.copy(REPO / name, root / name)

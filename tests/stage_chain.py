@@ -13,7 +13,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from stages.app import app
-from stages.params import SECTIONS, merge
+from stages.params import merge
+from tools.params_schema import SECTIONS
 
 # tag -> (colour, mask value in the derived class list [background, disc, square])
 SHAPES = {"disc": ((220, 40, 40), 1), "square": ((40, 60, 220), 2)}

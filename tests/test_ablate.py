@@ -1,4 +1,4 @@
-"""make ablate (stages/ablate.py): the plan, the overrides it passes to DVC, the summary over seeds, one real run."""
+"""make ablate (tools/ablate.py): the plan, the overrides it passes to DVC, the summary over seeds, one real run."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import yaml
 from dvc_project import TINY, dvc, git, make_project, run
 
 from dgcn.errors import InputError
-from stages.ablate import (
+from tools.ablate import (
     FIGURES,
     Variant,
     aggregate,

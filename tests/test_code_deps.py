@@ -1,4 +1,4 @@
-"""stages.code_deps: the files each stage command runs, from its imports, and dvc.yaml kept equal to them."""
+"""tools.code_deps: the files each stage command runs, from its imports, and dvc.yaml kept equal to them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.code_deps import check, code_deps, collapse, main, module_closure, stage_code_deps
+from tools.code_deps import check, code_deps, collapse, main, module_closure, stage_code_deps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -174,10 +174,42 @@ def test_cli_prints_a_yaml_block_per_command(fake_repo: Path, capsys: pytest.Cap
     assert printed["crf"] == FAKE_CRF_DEPS
 
 
+def test_a_tool_is_no_stage(fake_repo: Path) -> None:
+    # `report` runs tools.report: no dvc stage may run it, and `tools` is not followed even when a stage imports it
+    write_tree(fake_repo, {"tools/__init__.py": "", "tools/report.py": "import dgcn.unused\n",
+                           "stages/crf.py": "import tools.report\n"})
+    assert code_deps("crf", fake_repo) == ["stages/__init__.py", "stages/__main__.py", "stages/app.py", "stages/crf.py"]
+    path = fake_repo / "dvc.yaml"
+    path.write_text(yaml.safe_dump({"stages": {"summary": {"cmd": "python -m stages report --summary s.json"}}}))
+    assert check(path, fake_repo) == ["summary: `report` runs tools.report, a tool, not a pipeline stage"]
+
+
 def test_repository_dvc_yaml_lists_exactly_the_generated_code_deps() -> None:
     dvc_yaml = REPO / "dvc.yaml"
     assert stage_code_deps(dvc_yaml), "no stage of dvc.yaml runs `python -m stages <command>`"
     problems = check(dvc_yaml, REPO)
     assert not problems, ("dvc.yaml's code deps differ from the code the stages run; paste the output of "
-                          "`python -m stages.code_deps` into each stage's deps (`python -m stages.code_deps --check "
+                          "`python -m tools.code_deps` into each stage's deps (`python -m tools.code_deps --check "
                           "dvc.yaml` checks):\n" + "\n".join(problems))
+
+
+def test_a_section_schema_is_a_code_dep_of_the_stages_reading_that_section_alone() -> None:
+    # editing stages/schemas/crf.py must make `dvc status` report the crf stage and none before it
+    document = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    deps = stage_code_deps(REPO / "dvc.yaml")
+    readers = {}
+    for module in sorted((REPO / "stages" / "schemas").glob("*.py")):
+        if module.stem in ("__init__", "network"):  # network: parts of the sections of the training stages
+            continue
+        readers[module.stem] = {stage for stage, entry in document.items()
+                                if module.stem in entry.get("do", entry).get("params", [])}
+        importers = {stage for stage, (_, listed) in deps.items() if f"stages/schemas/{module.name}" in listed}
+        assert importers == readers[module.stem], module.name
+    assert readers["crf"] == {"crf"} and readers["dense_crf"] == {"train_dgcn", "crf", "evaluate"}
+    assert readers["retrain"] == {"retrain", "upper_bound"}
+
+
+def test_no_stage_runs_a_tool() -> None:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    listed = [dep for entry in stages.values() for dep in entry.get("do", entry).get("deps", [])]
+    assert listed and not [dep for dep in listed if dep.split("/")[0] == "tools"]

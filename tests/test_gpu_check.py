@@ -13,8 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_the_cpu_mode_runs_every_stage_and_ends_with_its_summary() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    result = subprocess.run([sys.executable, str(REPO / "tests" / "benchmarks" / "gpu_check.py"), "--cpu"], cwd=REPO,
-                            env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "tools.gpu_check", "--cpu"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("gpu-check CPU: 8/8 stages ok, kNN cpu==cpu True, DGCN/plain "), last

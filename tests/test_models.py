@@ -1,18 +1,25 @@
 """Networks: shapes and strides, parameter split, CAM/GAP consistency, trunk transfer, determinism, weights, errors."""
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import get_args, get_origin
 
 import pytest
 import torch
 from torchvision.models import resnet101
+from typing_extensions import Unpack
 
 from dgcn.models import (
+    SEGMENTERS,
     CamClassifier,
     SegmentationNet,
     build_classifier,
     build_segmenter,
     load_backbone_weights,
 )
+from dgcn.models.classifier import TRUNK_BUILDERS
+from dgcn.models.options import SEGMENTER_OPTIONS, TRUNK_OPTIONS, option_names
 
 NUM_CLASSES = 4
 TINY = {"width": 8}
@@ -237,11 +244,37 @@ def test_bad_names_and_arguments_fail_clearly() -> None:
 
 
 def test_unknown_network_options_are_named() -> None:
-    with pytest.raises(ValueError, match=r"network 'small' takes no option 'aspp_rates'; its options: width, "
-                                         r"context_rates, head_dilation"):
+    with pytest.raises(TypeError, match=r"network 'small' takes no option 'aspp_rates'; its options: width, "
+                                        r"context_rates, head_dilation"):
         build_segmenter("small", NUM_CLASSES, aspp_rates=[12])
-    with pytest.raises(ValueError, match=r"network 'deeplab_v3' takes no option 'width'; its options: none"):
+    with pytest.raises(TypeError, match=r"network 'deeplab_v3' takes no option 'width'; its options: none"):
         build_segmenter("deeplab_v3", NUM_CLASSES, width=8)
+
+
+def accepted_keywords(builder: Callable[..., object]) -> set[str]:
+    """The keywords `builder` takes: its named parameters, and the keys of the TypedDict its `**options` unpacks."""
+    names = set()
+    for parameter in inspect.signature(builder, eval_str=True).parameters.values():
+        if parameter.kind is parameter.VAR_KEYWORD:
+            assert get_origin(parameter.annotation) is Unpack, f"{builder.__name__}: **{parameter.name} is no TypedDict"
+            names |= set(get_args(parameter.annotation)[0].__annotations__)
+        else:
+            names.add(parameter.name)
+    return names
+
+
+@pytest.mark.parametrize("arch", sorted(SEGMENTERS))
+def test_each_builder_takes_exactly_the_options_of_its_typed_dict(arch: str) -> None:
+    # the options are defined once (dgcn.models.options), and the params schema validates a config's against them
+    assert set(SEGMENTERS) == set(SEGMENTER_OPTIONS) == set(TRUNK_BUILDERS) == set(TRUNK_OPTIONS)
+    assert accepted_keywords(SEGMENTERS[arch]) - {"num_classes"} == set(option_names(SEGMENTER_OPTIONS[arch]))
+    trunk = accepted_keywords(TRUNK_BUILDERS[arch]) - {"body"}  # body: ResNet101Trunk's torch module, no option
+    assert trunk == set(option_names(TRUNK_OPTIONS[arch]))
+    # an unknown option fails before any network is built
+    with pytest.raises(TypeError, match="zzz"):
+        SEGMENTERS[arch](NUM_CLASSES, zzz=1)
+    with pytest.raises(TypeError, match="zzz"):
+        TRUNK_BUILDERS[arch](zzz=1)
 
 
 def _dilated_branches(model: SegmentationNet) -> list[tuple[int, int, int, int, int]]:

@@ -11,7 +11,9 @@ from dgcn.errors import InputError
 from dgcn.model_files import save_model
 from dgcn.models.registry import build_classifier
 from stages.networks import starting_segmenter
-from stages.params import RetrainParams, TrainDGCNParams, load_params
+from stages.params import load_params
+from stages.schemas.retrain import RetrainParams
+from stages.schemas.train_dgcn import TrainDGCNParams
 
 ROOT = Path(__file__).resolve().parents[1]
 

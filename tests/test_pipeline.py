@@ -86,16 +86,23 @@ def test_forced_rerun_gives_identical_artifacts(project: Path) -> None:
     assert lock_hashes(project) == before
 
 
-def test_editing_a_library_module_changes_exactly_the_stages_that_import_it(project: Path) -> None:
-    module = project / "dgcn/metrics.py"
+@pytest.mark.parametrize(("path", "importers"), [
+    ("dgcn/metrics.py", ("cues", "export", "crf", "evaluate")),
+    ("stages/schemas/crf.py", ("crf",)),  # a stage's schema: that stage alone, not those before it
+])
+def test_editing_a_module_changes_exactly_the_stages_that_import_it(project: Path, path: str,
+                                                                     importers: tuple[str, ...]) -> None:
+    module = project / path
     original = module.read_text()
     module.write_text(original + "\n# an edit\n")
     try:
-        changed = {name for name, changes in json.loads(dvc("status", "--json", cwd=project)).items()
-                   if any("dgcn/metrics.py" in change.get("changed deps", {}) for change in changes)}
+        status = json.loads(dvc("status", "--json", cwd=project))
     finally:
         module.write_text(original)
-    assert changed == {f"{stage}@synthetic" for stage in ("cues", "export", "crf", "evaluate")}
+    changed = {name for name, changes in status.items() if any(path in change.get("changed deps", {})
+                                                               for change in changes)}
+    assert changed == {f"{stage}@synthetic" for stage in importers}
+    assert set(status) == changed  # nothing else changed: the stages after them rerun only once their inputs do
 
 
 def test_parameter_change_reruns_only_downstream_stages(project: Path) -> None:

@@ -21,7 +21,8 @@ from test_voc import mask_with, write_voc
 from typer.testing import CliRunner
 
 from stages.app import app
-from stages.params import SECTIONS, ParamsError, load_params
+from stages.params import ParamsError, load_params
+from tools.params_schema import SECTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 # Bounded and repeatable: CI runs the same examples every time (a few seconds); the database would write into the

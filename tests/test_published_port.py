@@ -1,4 +1,4 @@
-"""The benchmarks' port of the published supervision gives dgcn.graphcut's result on the same inputs.
+"""The port of the published supervision (published_supervision.py) gives dgcn.graphcut's result on the same inputs.
 
 Inputs without near-ties: random Gaussian features, whose distances differ by far more than the published float32
 norm expansion rounds, so both kNN rules pick the same k - 1 neighbours (checked first). With ties the two differ by
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from benchmarks.published_supervision import published_knn_matrix, published_supervision
+from published_supervision import published_knn_matrix, published_supervision
 
 from dgcn.graphcut import grow_supervision, knn_edges_batch
 from dgcn.losses import smoothed_softmax

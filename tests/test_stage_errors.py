@@ -106,17 +106,27 @@ def test_wrong_zarr_layout_is_named_and_leaves_no_output(workdir: Path, voc_mini
     assert not (workdir / "a/crf").exists()
 
 
-def background_evidence(workdir: Path, voc_mini: Path) -> None:
-    """Prepare voc-mini and write an export's evidence that says background everywhere; the crf stage runs serially."""
+def background_evidence(workdir: Path, voc_mini: Path, renamed: dict[int, str] | None = None) -> None:
+    """Prepare voc-mini and write an export's evidence that says background everywhere (of the manifest's classes,
+    those in `renamed` renamed); the crf stage runs serially."""
     set_param(workdir / "voc.yaml", "crf", workers=0)
     train = prepare_voc_mini(voc_mini)["splits"]["train"]
     manifest = json.loads(Path("a/prepare/manifest.json").read_text())
+    class_names = [(renamed or {}).get(i, name) for i, name in enumerate(manifest["class_names"])]
     background = np.zeros((21, 3, 4), np.float16)
     background[0] = 1
     evidence = Evidence(background, np.zeros((21, 3, 4), np.uint8), np.eye(21, dtype=bool)[0])
-    with EvidenceStoreWriter(workdir / "a/export/evidence.zarr", train["names"], manifest["class_names"],
+    with EvidenceStoreWriter(workdir / "a/export/evidence.zarr", train["names"], class_names,
                              (3, 4), provenance=PROVENANCE) as writer:
         writer.write(0, [evidence] * len(train["names"]))
+
+
+def test_evidence_of_other_classes_is_one_line_naming_both_files(workdir: Path, voc_mini: Path) -> None:
+    background_evidence(workdir, voc_mini, renamed={3: "zebra"})
+    code, output = invoke("crf", *INPUTS["crf"], "--manifest", "a/prepare/manifest.json", "--out", "a/crf")
+    assert one_error_line(code, output) == ("a/export/evidence.zarr holds other classes than a/prepare/manifest.json "
+                                            "(class 3: 'zebra' there, 'bird' in the manifest); rerun the export stage")
+    assert not (workdir / "a/crf").exists()
 
 
 def test_stage_failing_part_way_publishes_nothing(workdir: Path, voc_mini: Path,

@@ -3,7 +3,9 @@
 from collections.abc import Sequence
 
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
+from dgcn.models.options import DeepLabV2Options, check_options
 from dgcn.models.resnet import ResNet101Trunk
 from dgcn.models.segmenter import SegmentationNet, check_num_classes
 
@@ -29,8 +31,11 @@ class SummedAspp(nn.Module):
         return sum(branch(x) for branch in self.branches)
 
 
-def deeplab_v2(num_classes: int, *, aspp_rates: Sequence[int] = ASPP_RATES) -> SegmentationNet:
-    """DeepLab-v2 ResNet-101, randomly initialised; feature_dim 1280 (layer1 256 + layer3 1024)."""
+def deeplab_v2(num_classes: int, **options: Unpack[DeepLabV2Options]) -> SegmentationNet:
+    """DeepLab-v2 ResNet-101, randomly initialised, ASPP at aspp_rates (ASPP_RATES by default); feature_dim 1280
+    (layer1 256 + layer3 1024)."""
     check_num_classes(num_classes)
+    check_options(options, DeepLabV2Options, "deeplab_v2()")
     trunk = ResNet101Trunk()
-    return SegmentationNet(trunk, SummedAspp(trunk.out_channels, num_classes, aspp_rates), num_classes)
+    return SegmentationNet(trunk, SummedAspp(trunk.out_channels, num_classes, options.get("aspp_rates", ASPP_RATES)),
+                           num_classes)

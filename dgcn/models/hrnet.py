@@ -5,8 +5,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
 from dgcn.errors import InputError
+from dgcn.models.options import HRNetOptions, check_options
 from dgcn.models.segmenter import SegmentationNet, Trunk, TrunkFeatures, check_num_classes
 
 # HRNet's fusion up-samples by exact factors of 2 down to stride 32.
@@ -25,7 +27,10 @@ class HRNetTrunk(Trunk):
 
     output_stride = 4
 
-    def __init__(self, variant: str = "hrnet_w48") -> None:
+    def __init__(self, **options: Unpack[HRNetOptions]) -> None:
+        """variant: a timm HRNet (hrnet_w48 by default)."""
+        check_options(options, HRNetOptions, "HRNetTrunk()")
+        variant = options.get("variant", "hrnet_w48")
         import timm  # here, not at module level: every stage imports the registry, few build an HRNet
 
         super().__init__()
@@ -87,8 +92,9 @@ class HRNetHead(nn.Sequential):
         nn.init.zeros_(scores.bias)
 
 
-def hrnet(num_classes: int, *, variant: str = "hrnet_w48") -> SegmentationNet:
+def hrnet(num_classes: int, **options: Unpack[HRNetOptions]) -> SegmentationNet:
     """HRNet segmenter, randomly initialised; output stride 4, feature_dim 768 for W48 (stride-4 branch 48 + 720)."""
     check_num_classes(num_classes)
-    trunk = HRNetTrunk(variant)
+    check_options(options, HRNetOptions, "hrnet()")
+    trunk = HRNetTrunk(**options)
     return SegmentationNet(trunk, HRNetHead(trunk.out_channels, num_classes), num_classes)

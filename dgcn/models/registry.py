@@ -1,6 +1,5 @@
 """Build networks by name, optionally initialising their trunk from a local pretrained file."""
 
-import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,6 +8,7 @@ from dgcn.models.classifier import CamClassifier
 from dgcn.models.deeplab_v2 import deeplab_v2
 from dgcn.models.deeplab_v3 import deeplab_v3
 from dgcn.models.hrnet import hrnet
+from dgcn.models.options import SEGMENTER_OPTIONS, check_options
 from dgcn.models.segmenter import SegmentationNet
 from dgcn.models.small import small_segmenter
 from dgcn.models.weights import load_backbone_weights
@@ -27,17 +27,12 @@ def build_segmenter(
     """Segmentation network `name` for num_classes classes (background included).
 
     pretrained: None (random init), a state-dict file for the trunk, or "imagenet" (torch hub cache, see weights.py).
-    kwargs go to the builder, e.g. width=8 for "small".
+    kwargs go to the builder (its options: dgcn.models.options.SEGMENTER_OPTIONS[name]), e.g. width=8 for "small".
     """
     if name not in SEGMENTERS:
         raise ValueError(f"unknown segmentation network {name!r}; choices: {sorted(SEGMENTERS)}")
-    builder = SEGMENTERS[name]
-    options = [option for option in inspect.signature(builder).parameters if option != "num_classes"]
-    unknown = sorted(set(kwargs) - set(options))
-    if unknown:
-        raise ValueError(f"network {name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
-                         f"{', '.join(options) or 'none'}")
-    model = builder(num_classes, **kwargs)
+    check_options(kwargs, SEGMENTER_OPTIONS[name], f"network {name!r}")
+    model = SEGMENTERS[name](num_classes, **kwargs)
     if pretrained is not None:
         load_backbone_weights(model.trunk, pretrained)
     return model

@@ -1,9 +1,9 @@
 """The embedded default: a narrow dilated CNN (output stride 4) that trains on a 2-core CPU."""
 
-from collections.abc import Sequence
-
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
+from dgcn.models.options import SmallSegmenterOptions, SmallTrunkOptions, check_options
 from dgcn.models.segmenter import SegmentationNet, Trunk, TrunkFeatures, check_num_classes
 
 # Rates 2 then 4 widen the receptive field to most of a 96-pixel image without losing resolution.
@@ -30,8 +30,11 @@ class SmallTrunk(Trunk):
 
     output_stride = 4
 
-    def __init__(self, width: int = 32, context_rates: Sequence[int] = CONTEXT_RATES) -> None:
-        """width: channels of the first conv; context_rates: one dilated block per rate (their number sets depth)."""
+    def __init__(self, **options: Unpack[SmallTrunkOptions]) -> None:
+        """width (32): channels of the first conv; context_rates (CONTEXT_RATES): one dilated block per rate (their
+        number sets depth)."""
+        check_options(options, SmallTrunkOptions, "SmallTrunk()")
+        width, context_rates = options.get("width", 32), options.get("context_rates", CONTEXT_RATES)
         super().__init__()
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
@@ -65,13 +68,15 @@ class LargeFovHead(nn.Sequential):
         nn.init.zeros_(scores.bias)
 
 
-def small_segmenter(
-    num_classes: int, *, width: int = 32, context_rates: Sequence[int] = CONTEXT_RATES, head_dilation: int = 6
-) -> SegmentationNet:
-    """The small network: SmallTrunk + LargeFovHead (hidden 2w); output stride 4, feature_dim 5 * width (160 at 32)."""
+def small_segmenter(num_classes: int, **options: Unpack[SmallSegmenterOptions]) -> SegmentationNet:
+    """The small network: SmallTrunk (its options) + LargeFovHead (hidden 2w, dilation head_dilation, 6 by default);
+    output stride 4, feature_dim 5 * width (160 at 32)."""
     check_num_classes(num_classes)
+    check_options(options, SmallSegmenterOptions, "small_segmenter()")
+    trunk_options = dict(options)
+    head_dilation = trunk_options.pop("head_dilation", 6)
     if head_dilation < 1:
         raise ValueError(f"head_dilation must be >= 1, got {head_dilation}")
-    trunk = SmallTrunk(width, context_rates)
-    head = LargeFovHead(trunk.out_channels, num_classes, hidden=2 * width, dilation=head_dilation)
+    trunk = SmallTrunk(**trunk_options)
+    head = LargeFovHead(trunk.out_channels, num_classes, hidden=trunk.early_channels, dilation=head_dilation)  # 2w
     return SegmentationNet(trunk, head, num_classes)

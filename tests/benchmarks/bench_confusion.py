@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from timing import median_times, verdict
 
 from dgcn.metrics import confusion_matrix
+from tools.timing import median_times, verdict
 
 MASKS = Path(__file__).resolve().parents[1] / "data" / "voc-mini" / "SegmentationClassAug"
 CLASSES = 21

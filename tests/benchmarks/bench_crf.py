@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from timing import median_times, verdict
 
 from dgcn.crf import dense_crf_many
+from tools.timing import median_times, verdict
 
 VOC = Path(__file__).resolve().parents[1] / "data" / "voc-mini"
 CLASSES, SIZE = 21, (500, 375)

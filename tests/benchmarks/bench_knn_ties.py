@@ -9,9 +9,9 @@ medians of 3 calls taking turns (every tie kept: ~20 s a call). Run: python test
 from __future__ import annotations
 
 import torch
-from timing import median_times, verdict
 
 from dgcn.graphcut import MAX_NEIGHBOURS_PER_K, knn_edges
+from tools.timing import median_times, verdict
 
 GRID, DIM, K = 41, 1280, 10
 REPEATS, WARMUP = 3, 1

@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from timing import verdict
 
 from stages.params import merge
+from tools.timing import verdict
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = 1.2

@@ -1,25 +1,30 @@
 """Graph-cut supervision of one realistic batch: ours vs the published generate_supervision vs the solve alone.
 
 Batch 8, 21 classes, 41x41 grid, k = 10, 1280-d spatially smooth features, background + 1-3 classes per image, seeds on
-~35% of pixels. The baseline is a port of the published code (published_supervision.py; tests/test_published_port.py
-checks it), given the same kNN pairs as ours and checked equal to ours on this batch; both sides are timed the same way.
+~35% of pixels. The baseline is a port of the published code (tests/published_supervision.py;
+tests/test_published_port.py checks it), given the same kNN pairs as ours and checked equal to ours on this batch; both
+sides are timed the same way.
 Run: python tests/benchmarks/bench_supervision.py
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from published_supervision import published_knn_matrix, published_supervision
-from timing import median_times, verdict
 
 from dgcn.graphcut import class_graph, grow_supervision, knn_edges_batch, seed_labels
 from dgcn.losses import smoothed_softmax
 from dgcn.supervision import SupervisionPool
+from tools.timing import median_times, verdict
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, where the port of the published code lives
+from published_supervision import published_knn_matrix, published_supervision  # noqa: E402
 
 BATCH, CLASSES, GRID, K, DIM, SEED_FRACTION = 8, 21, 41, 10, 1280, 0.35
 REPEATS, WARMUP = 5, 1
@@ -77,7 +82,7 @@ def main() -> None:
         f"batch {BATCH}, {CLASSES} classes, {GRID}x{GRID} grid, k={K}, {DIM}-d features, "
         f"seeded pixels {cues.any(1).mean():.0%}, graphs {sum(len(c) for c in classes)}; CPU, 1 thread"
     )
-    baseline = "published generate_supervision (port: tests/benchmarks/published_supervision.py)"
+    baseline = "published generate_supervision (port: tests/published_supervision.py)"
 
     edges = knn_edges_batch(features, K)
     published_knn = published_knn_matrix(features, K)

@@ -2,7 +2,7 @@
 ground-truth masks, then its val mIoU (as the evaluate stage scores it: its scales and mirror, no CRF) and its train
 mIoU (low there too: the network underfits, it does not overfit).
 
-    python tests/benchmarks/probe_upper_bound.py [--object-area 0.08 0.20] [--clutter 2 4] [--epochs 12]
+    python -m tools.probes.upper_bound [--object-area 0.08 0.20] [--clutter 2 4] [--epochs 12]
         [--scratch] [--class-weights none|inverse_sqrt_frequency] [--cues-epochs 25] [--seed 0]
 
 The stage commands run in a scratch folder on pipelines/synthetic.yaml's settings with these overrides: synthesize,
@@ -27,7 +27,8 @@ from dgcn.inference import predict_labels
 from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import load_model
 from stages.manifest import Manifest
-from stages.params import EvaluateParams, load_params, merge
+from stages.params import load_params, merge
+from stages.schemas.evaluate import EvaluateParams
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ Each pixel's colour is quantised to L levels per channel; each colour cell takes
 train pixels of that cell (the Bayes-optimal per-pixel rule on the train split, up to the quantisation), cells never
 seen in train take the most frequent class. Prints, for each L of `--levels`, the val mIoU and, as its ceiling, the
 train mIoU of the same rule.
-Run: python tests/benchmarks/rgb_baseline.py [data/synthetic] (after `dvc repro synthesize@synthetic`)
+Run: python -m tools.probes.rgb_baseline [data/synthetic] (after `dvc repro synthesize@synthetic`)
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Hand-made mutations of the library, one at a time: does a test fail (kill it)? Not part of the default test run.
 
-    python tests/benchmarks/mutations.py               # every mutation
-    python tests/benchmarks/mutations.py I1 O12        # some, by id
-    python tests/benchmarks/mutations.py --list
+    python -m tools.mutations               # every mutation
+    python -m tools.mutations I1 O12        # some, by id
+    python -m tools.mutations --list
 
 Each mutation replaces one or more exact snippets of one file (each must occur exactly once, else the mutation is
 reported as stale), runs its pytest selection in a subprocess (PYTHONPATH = this checkout, one OpenMP thread, -x),
@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)

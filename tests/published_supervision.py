@@ -1,4 +1,4 @@
-"""The published DGCN supervision, ported for the benchmarks (not part of the package).
+"""The published DGCN supervision, ported for a test and a benchmark (not part of the package).
 
 A re-implementation, in this project's words, of `cacul_knn_matrix_` and `generate_supervision` of the published
 DGCN code (github.com/Unrealluver/dgcn, tool/dgcnutils.py; hustvl/DGCN publishes no such file), keeping their

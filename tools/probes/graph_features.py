@@ -1,7 +1,7 @@
 """Which features build the graph, and are ours informative? The DGCN graph cut of every training image on kNN graphs
 of several feature choices, with the trained network's own probabilities and the image's cues.
 
-    python tests/benchmarks/probe_graph_features.py [--project DIR] [--model M] [--manifest J] [--cues Z]
+    python -m tools.probes.graph_features [--project DIR] [--model M] [--manifest J] [--cues Z]
         [--config Y] [--defaults P] [--images N] [--xy-scale 1.0] [--thresholds T ...] [--batch-stats]
         [--per-class CHOICE ...]
 
@@ -61,7 +61,9 @@ from dgcn.supervision import grow_images
 from dgcn.training.dgcn import colour_features
 from dgcn.training.loader import network_input
 from stages.manifest import Manifest
-from stages.params import GraphCutParams, TrainDGCNParams, load_params
+from stages.params import load_params
+from stages.schemas.graph_cut import GraphCutParams
+from stages.schemas.train_dgcn import TrainDGCNParams
 
 REPO = Path(__file__).resolve().parents[2]
 CHOICES = ("concat", "early", "middle", "rgb", "rgb_xy", "xy", "random")

@@ -1,10 +1,11 @@
 """The code each stage runs: the repository files `python -m stages <command>` imports, for dvc.yaml's `deps`.
 
 Imports are read with `ast`, not by importing, so this runs without torch and sees imports inside functions too.
-Only modules of the packages `dgcn` and `stages` count; third-party and standard-library imports are not code deps.
+Only modules of the packages `dgcn` and `stages` count; third-party and standard-library imports are not code deps,
+nor are the modules of `tools`, which no stage runs.
 
-    python -m stages.code_deps                  # every stage's code deps, to paste into dvc.yaml
-    python -m stages.code_deps --check dvc.yaml # exit 1 listing, per stage, the missing and the extra code deps
+    python -m tools.code_deps                  # every stage's code deps, to paste into dvc.yaml
+    python -m tools.code_deps --check dvc.yaml # exit 1 listing, per stage, the missing and the extra code deps
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ PACKAGES = ("dgcn", "stages")
 # What `python -m stages <command>` runs besides the command's module; app.py's table is not followed on purpose
 # (it imports stage modules lazily, by name), so each command reaches only its own module.
 ENTRY_MODULES = ("stages.__main__", "stages.app")
-# No dvc stage runs these: `ablate` drives dvc experiments, `report` prints the evaluate stage's summary.
-NOT_STAGES = ("ablate", "report")
 STAGE_CMD = re.compile(r"\bpython3?\s+-m\s+stages\s+([\w-]+)")
 
 
@@ -144,12 +143,18 @@ def _folders(root: Path) -> list[Path]:
         part == "__pycache__" or part.startswith(".") for part in path.relative_to(root).parts))]
 
 
+def is_stage(command: str) -> bool:
+    """Whether `command` is a pipeline stage (a module of `stages`) rather than a tool around it, which no dvc stage
+    runs (`ablate` drives dvc experiments, `report` prints the evaluate stage's summary)."""
+    return COMMANDS[command][0].split(".")[0] == "stages"
+
+
 def code_deps(command: str, repo: Path) -> list[str]:
     """The repository files (folders collapsed) that `python -m stages <command>` runs, for dvc.yaml's `deps`."""
     if command not in COMMANDS:
         raise KeyError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
     repo = Path(repo).resolve()
-    module = f"stages.{COMMANDS[command][0]}"
+    module = COMMANDS[command][0]
     if module_file(module, repo) is None:
         raise FileNotFoundError(f"command {command!r}: module {module} has no file in {repo}")
     return collapse(module_closure([*ENTRY_MODULES, module], repo), repo)
@@ -179,6 +184,9 @@ def check(dvc_yaml: Path, repo: Path) -> list[str]:
     """A report per stage whose listed code deps differ from the generated ones; empty when all agree."""
     problems = []
     for stage, (command, listed) in stage_code_deps(dvc_yaml).items():
+        if command in COMMANDS and not is_stage(command):
+            problems.append(f"{stage}: `{command}` runs {COMMANDS[command][0]}, a tool, not a pipeline stage")
+            continue
         try:
             wanted = code_deps(command, repo)
         except (KeyError, FileNotFoundError) as error:
@@ -196,9 +204,7 @@ def check(dvc_yaml: Path, repo: Path) -> list[str]:
 def render(repo: Path) -> tuple[str, list[str]]:
     """The YAML block of every stage command's code deps, and the errors of commands that could not be resolved."""
     lines, errors = [], []
-    for command in COMMANDS:
-        if command in NOT_STAGES:
-            continue
+    for command in filter(is_stage, COMMANDS):
         try:
             paths = code_deps(command, repo)
         except FileNotFoundError as error:
@@ -211,7 +217,7 @@ def render(repo: Path) -> tuple[str, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Print every stage's code deps, or with --check compare them with a dvc.yaml; the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m stages.code_deps", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.code_deps", description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: current folder)")
     parser.add_argument("--check", type=Path, metavar="DVC_YAML", help="compare with this dvc.yaml; exit 1 if "
                                                                         "any stage lists other code deps")
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
-            print(f"paste the output of `python -m stages.code_deps` into {args.check}'s deps", file=sys.stderr)
+            print(f"paste the output of `python -m tools.code_deps` into {args.check}'s deps", file=sys.stderr)
         return 1 if problems else 0
     text, errors = render(args.repo)
     print(text)

@@ -2,8 +2,8 @@
 of DeepLab-v2 ResNet-101 (321x321, batch 16, bf16), kNN edges on the GPU against the CPU's, and a projected time for
 the published recipe (7 epochs x 10,582 images). Exits non-zero on any failure; the last line sums up what it checked.
 
-    python tests/benchmarks/gpu_check.py         # CUDA at real sizes: within 8 minutes on one GPU (make gpu-check)
-    python tests/benchmarks/gpu_check.py --cpu   # the same code on the CPU at small sizes (the test suite runs it)
+    python -m tools.gpu_check         # CUDA at real sizes: within 8 minutes on one GPU (make gpu-check)
+    python -m tools.gpu_check --cpu   # the same code on the CPU at small sizes (the test suite runs it)
 
 Target on CUDA: the DGCN step within 1.15x of the plain step. Where the supervision workers cannot keep up, the
 figures say which part binds (kNN on the device, graph cuts and CRFs on the workers) and by how much.
@@ -26,19 +26,17 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_dgcn_step import CRF, batch_inputs, supervision_work  # noqa: E402 (this folder's benchmark helpers)
+from dgcn.graphcut import knn_edges_batch
+from dgcn.losses import constrain_loss, seeding_loss, smoothed_softmax
+from dgcn.models.registry import build_segmenter
+from dgcn.precision import Precision
+from dgcn.supervision import SupervisionPool
+from dgcn.training.batchnorm import apply_batchnorm_policy
+from stages.app import app
+from stages.params import merge
+from tools.dgcn_step import CRF, batch_inputs, supervision_work
 
-from dgcn.graphcut import knn_edges_batch  # noqa: E402
-from dgcn.losses import constrain_loss, seeding_loss, smoothed_softmax  # noqa: E402
-from dgcn.models.registry import build_segmenter  # noqa: E402
-from dgcn.precision import Precision  # noqa: E402
-from dgcn.supervision import SupervisionPool  # noqa: E402
-from dgcn.training.batchnorm import apply_batchnorm_policy  # noqa: E402
-from stages.app import app  # noqa: E402
-from stages.params import merge  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 VOC_MINI = REPO / "tests" / "data" / "voc-mini"
 RECIPE_IMAGES, RECIPE_EPOCHS = 10_582, 7
 TARGET_RATIO = 1.15

@@ -8,7 +8,7 @@ classes) and after the current one (`evidence_unary` at several `crf.grown_confi
 columns for a pipeline run's exported evidence (e.g. artifacts/synthetic after `dvc repro export@synthetic`). With
 --markdown, the rows also go to that file as one markdown table (the README copies docs/figures/crf_voc_mini.md).
 
-Run: python tests/benchmarks/crf_figures.py [--artifacts artifacts/synthetic] [--markdown docs/figures/crf_voc_mini.md]
+Run: python -m tools.probes.crf_figures [--artifacts artifacts/synthetic] [--markdown docs/figures/crf_voc_mini.md]
 (about 2 min on 2 cores per table)
 """
 
