@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test bench ablate gpu-check
+.PHONY: install demo test test-fast bench ablate gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ ablate: $(STAMP)
 test: $(STAMP)
 	ruff check .
 	python -m pytest -q
+
+# The quick loop while editing: every test but the slow ones (end-to-end DVC runs, whole stage chains, torchrun).
+test-fast: $(STAMP)
+	ruff check .
+	python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	for b in tests/benchmarks/bench_*.py; do python $$b || exit 1; done

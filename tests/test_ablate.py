@@ -111,6 +111,7 @@ def test_a_bad_plan_is_one_error_naming_the_file(tmp_path: Path) -> None:
         load_plan(plan)
 
 
+@pytest.mark.slow
 def test_make_ablate_runs_dvc_experiments_and_summarises_them(tmp_path: Path) -> None:
     tiny = {**TINY, "synthesize": {"num_train": 16, "num_val": 8, "image_size": 64}}
     root = make_project(tmp_path / "repo", ["synthetic"], {"synthetic": tiny})

@@ -83,6 +83,7 @@ def test_masks_render_polygons_and_both_rles_largest_first(tmp_path: Path) -> No
         assert set(np.unique(rendered)) == set(np.unique(mask)), name
 
 
+@pytest.mark.slow
 def test_coco_fixture_runs_prepare_through_evaluate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     write_coco(tmp_path / "coco", "train", range(8), untagged=5)

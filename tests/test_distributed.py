@@ -68,6 +68,7 @@ def _one_process(voc_mini: Path, config: Path) -> None:
         assert code == 0, f"{stage}: {output}"
 
 
+@pytest.mark.slow
 def test_replicas_hold_the_same_weights_after_a_step(project: Path) -> None:
     first, second = (torch.load(project / "ranks" / f"rank{rank}.pt") for rank in (0, 1))
     # Each rank drew its own initial weights: DistributedDataParallel starts both from rank 0's.
@@ -82,6 +83,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("one", "two"), [("one", "two"), ("crf_one", "crf_two")], ids=["export", "crf"])
 def test_two_processes_write_the_one_process_bytes(project: Path, one: str, two: str) -> None:
     first, second = _files(project / "a" / one), _files(project / "a" / two)

@@ -28,6 +28,7 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_no_masks_at_all_runs_the_whole_chain_and_reports_what_needs_none(scratch: Path) -> None:
     write_generic(scratch / "data", 12)
     out = run_chain(scratch / "data", write_config(scratch / "own.yaml", GENERIC), scratch / "a")
@@ -51,6 +52,7 @@ def test_no_masks_at_all_runs_the_whole_chain_and_reports_what_needs_none(scratc
     assert "cue coverage" in report and "square" in report
 
 
+@pytest.mark.slow
 def test_masks_for_half_the_images_score_exactly_those(scratch: Path) -> None:
     names = write_generic(scratch / "data", 12, masked={0, 1, 2, 3, 8, 9})
     (scratch / "data/train.txt").write_text("\n".join(names[:8]) + "\n")

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow  # every stage in a subprocess
 
 
 def test_the_cpu_mode_runs_every_stage_and_ends_with_its_summary() -> None:

@@ -20,6 +20,8 @@ SUMMARY_KEYS = {"cam_baseline_miou", "cues_miou", "pseudo_miou", "crf_miou", "dg
 STAGES = ("synthesize", "prepare", "cues", "train_dgcn", "export", "crf", "retrain", "upper_bound", "evaluate")
 ARTIFACTS = Path("artifacts/synthetic")
 
+pytestmark = pytest.mark.slow  # dvc repro of the whole pipeline
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -17,6 +17,8 @@ from dgcn.storage import LabelStore
 
 STAGES = ("prepare", "cues", "train_dgcn", "export", "crf", "retrain", "upper_bound", "evaluate")
 
+pytestmark = pytest.mark.slow  # dvc repro of the whole pipeline, three networks
+
 
 def write_saliency(root: Path, names: list[str]) -> None:
     """Stand-in saliency maps (params.yaml's cues.saliency_dir under the data root): object pixels salient."""
