@@ -1,8 +1,9 @@
-"""Keep the README's figure tables equal to the artifacts they come from.
+"""Keep the figure tables of README.md and docs/*.md equal to the artifacts they come from.
 
-A table in README.md sits between `<!-- from <path> -->` and `<!-- end -->`, where <path> (relative to the repository
+A table in a page sits between `<!-- from <path> -->` and `<!-- end -->`, where <path> (relative to the repository
 root) is a markdown file a command wrote, such as `artifacts/synthetic/ablation/table.md`. `python -m
-stages.readme` copies each file into its block; `--check` exits 1 naming every block that differs (a test runs it).
+tools.readme_tables` copies each file into its block in README.md and every docs/*.md page; `--check` writes nothing
+and exits 1 naming every block that differs (a test runs it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def refreshed(text: str, root: Path) -> tuple[str, list[str]]:
     def fill(match: re.Match[str]) -> str:
         source = root / match["path"]
         if not source.is_file():
-            raise FileNotFoundError(f"README block names {match['path']}, which does not exist; run the command that "
+            raise FileNotFoundError(f"a block names {match['path']}, which does not exist; run the command that "
                                     "writes it")
         body = source.read_text(encoding="utf-8")
         if body != match["body"]:
@@ -32,18 +33,32 @@ def refreshed(text: str, root: Path) -> tuple[str, list[str]]:
     return BLOCK.sub(fill, text), changed
 
 
+def pages(root: Path) -> list[Path]:
+    """The pages whose blocks are kept current: README.md and every docs/*.md under `root`."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.readme", description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser = argparse.ArgumentParser(prog="python -m tools.readme_tables", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: .)")
     parser.add_argument("--check", action="store_true", help="only report blocks that differ; exit 1 if any")
     args = parser.parse_args(argv)
-    text, changed = refreshed(args.readme.read_text(encoding="utf-8"), args.readme.parent)
-    for path in changed:
-        print(f"{args.readme}: the block from {path} differs from the file", file=sys.stderr)
-    if not args.check:
-        args.readme.write_text(text, encoding="utf-8")
-    return 1 if args.check and changed else 0
-
+    updates: dict[Path, str] = {}
+    for page in pages(args.root):
+        try:
+            text, changed = refreshed(page.read_text(encoding="utf-8"), args.root)
+        except FileNotFoundError as error:  # before any page is written: all pages or none
+            print(f"error: {page}: {error}", file=sys.stderr)
+            return 1
+        for path in changed:
+            print(f"{page}: the block from {path} differs from the file", file=sys.stderr)
+        if changed:
+            updates[page] = text
+    if args.check:
+        return 1 if updates else 0
+    for page, text in updates.items():
+        page.write_text(text, encoding="utf-8")
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,1 @@
+"""Project tooling beside the pipeline: ablations, code deps, reports, doc tables, checks and probes."""
