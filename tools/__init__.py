@@ -1,1 +1,1 @@
-"""Project tooling beside the pipeline: ablations, code deps, reports, doc tables, checks and probes."""
+"""Tools around the pipeline, run by no DVC stage: ablation runs, reports, code deps, checks and probes."""
