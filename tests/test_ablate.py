@@ -40,13 +40,13 @@ def test_the_repository_plan_has_the_variants_the_issue_names() -> None:
     assert plan.variants["dgcn"].overrides == {}  # the full method is the config as it is
 
 
-def test_the_readme_documents_every_variant_with_its_switches() -> None:
-    """The README's variant table: one row per variant of the plan, naming each of its overrides' keys."""
-    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+def test_the_docs_document_every_variant_with_its_switches() -> None:
+    """docs/ablations.md's variant table: one row per variant of the plan, naming each of its overrides' keys."""
+    lines = (REPO / "docs" / "ablations.md").read_text(encoding="utf-8").splitlines()
     rows = {line.split("|")[1].strip(" `"): line for line in lines if line.startswith("| `") and line.count("|") == 4}
     for name, variant in load_plan(REPO / "ablation.yaml").variants.items():
-        assert name in rows, f"README: no row for variant {name}"
-        assert all(f"`{key}:" in rows[name] for key in variant.overrides), f"README: switches of {name}"
+        assert name in rows, f"docs/ablations.md: no row for variant {name}"
+        assert all(f"`{key}:" in rows[name] for key in variant.overrides), f"docs/ablations.md: switches of {name}"
 
 
 def test_overrides_use_hydra_syntax_and_later_sources_win() -> None:

@@ -1,4 +1,4 @@
-"""The README's figure tables are the artifacts' own tables (stages/readme.py)."""
+"""The figure tables of README.md and docs/*.md are the artifacts' own tables (tools/readme_tables.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.readme import main, refreshed
+from tools.readme_tables import main, pages, refreshed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,20 +19,31 @@ def test_blocks_are_replaced_by_their_files(tmp_path: Path) -> None:
     assert refreshed(new, tmp_path) == (new, [])
 
 
-def test_a_block_without_its_file_is_an_error(tmp_path: Path) -> None:
+def test_a_block_without_its_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(FileNotFoundError, match="missing.md"):
         refreshed("<!-- from missing.md -->\n<!-- end -->\n", tmp_path)
+    (tmp_path / "README.md").write_text("<!-- from missing.md -->\n<!-- end -->\n")
+    assert main(["--root", str(tmp_path)]) == 1
+    assert "README.md" in capsys.readouterr().err
 
 
-def test_check_mode_reports_and_writes_nothing(tmp_path: Path) -> None:
+def test_check_mode_reports_every_page_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """README.md and a docs page: --check names the docs page's stale block, the copier then mends it alone."""
     (tmp_path / "t.md").write_text("new\n")
-    readme = tmp_path / "README.md"
-    readme.write_text("<!-- from t.md -->\nold\n<!-- end -->\n")
-    assert main(["--readme", str(readme), "--check"]) == 1 and "old" in readme.read_text()
-    assert main(["--readme", str(readme)]) == 0 and readme.read_text() == "<!-- from t.md -->\nnew\n<!-- end -->\n"
+    readme, page = tmp_path / "README.md", tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    readme.write_text("<!-- from t.md -->\nnew\n<!-- end -->\n")
+    page.write_text("# Page\n<!-- from t.md -->\nold\n<!-- end -->\n")
+    assert pages(tmp_path) == [readme, page]
+    assert main(["--root", str(tmp_path), "--check"]) == 1 and "old" in page.read_text()
+    assert capsys.readouterr().err == f"{page}: the block from t.md differs from the file\n"
+    assert main(["--root", str(tmp_path)]) == 0
+    assert page.read_text() == "# Page\n<!-- from t.md -->\nnew\n<!-- end -->\n"
+    assert main(["--root", str(tmp_path), "--check"]) == 0
 
 
-def test_the_repository_readme_is_current() -> None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    _, changed = refreshed(text, ROOT)
-    assert "<!-- from " in text and not changed, f"run `python -m stages.readme`: {changed}"
+def test_the_repository_pages_are_current() -> None:
+    texts = {page: page.read_text(encoding="utf-8") for page in pages(ROOT)}
+    changed = {page.name: refreshed(text, ROOT)[1] for page, text in texts.items()}
+    assert any("<!-- from " in text for text in texts.values())
+    assert not any(changed.values()), f"run `python -m tools.readme_tables`: {changed}"
