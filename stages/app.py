@@ -46,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                "over the seeds."),
     "report": ("tools.report", "Print the stage-by-stage mIoU table and the retrained/upper-bound ratio, then what "
                                "needs no mask."),
+    "compare": ("tools.compare", "Compare DVC experiments: the params that differ and each stage's mIoU, in one narrow "
+                                 "table."),
+    "add-dataset": ("tools.add_dataset", "Register your own data set: check it, write pipelines/<name>.yaml, add it "
+                                         "to params.yaml."),
 }
 
 
