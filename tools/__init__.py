@@ -1,0 +1,1 @@
+"""Tooling outside the pipeline's stages."""
