@@ -21,7 +21,7 @@ from stages.app import _clean_errors
 from stages.params import SECTIONS, load_params
 from tools.add_dataset import SIZED, STAGE_SECTIONS, main
 
-DATASETS = "datasets: [synthetic]"
+DATASETS = "\ndatasets: [synthetic]\n"
 # The command as the CLI runs it (`dgcn add-dataset`), in a subprocess.
 COMMAND = [sys.executable, "-c", "import typer; from tools.add_dataset import main; typer.run(main)"]
 
@@ -70,7 +70,7 @@ def test_a_copy_the_cpu_preset_and_the_name_in_params_then_the_next_command(proj
     assert len(list(Path("data/pets/images").iterdir())) == 8 and "/pets" in Path("data/.gitignore").read_text()
     # params.yaml: the one line changed, its comments kept
     assert Path("params.yaml").read_text() == (REPO / "params.yaml").read_text().replace(
-        DATASETS, "datasets: [synthetic, pets]")
+        DATASETS, "\ndatasets: [synthetic, pets]\n")
     # every stage's section, only what differs: the embedded default's small net at the images' size (64: clamped)
     config = Path("pipelines/pets.yaml")
     assert config.read_text().startswith("# pets: ") and list(written("pets")) == STAGE_SECTIONS
@@ -103,7 +103,7 @@ def test_the_cpu_preset_takes_the_median_long_side(project: Path, tmp_path: Path
     (tmp_path / "tags.csv").write_text("image,tags\n" + "".join(f"{index}.png,cat\n" for index in range(len(sizes))))
     code, output = add_dataset("cats", "--images", tmp_path / "images", "--labels", tmp_path / "tags.csv")
     assert code == 0, output
-    assert {written("cats")[section][key] for section, key in SIZED.items()} == {expected}
+    assert {loaded(section, Path("pipelines/cats.yaml"))[key] for section, key in SIZED.items()} == {expected}
 
 
 def test_in_place_json_lines_a_class_list_and_force(project: Path, photos: Path) -> None:
@@ -139,7 +139,7 @@ def _missing_image(photos: Path) -> None:
 
 
 def _datasets_as_a_block(photos: Path) -> None:
-    Path("params.yaml").write_text(Path("params.yaml").read_text().replace(DATASETS, "datasets:\n  - synthetic"))
+    Path("params.yaml").write_text(Path("params.yaml").read_text().replace(DATASETS, "\ndatasets:\n  - synthetic\n"))
 
 
 def _existing_data(photos: Path) -> None:

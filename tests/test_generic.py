@@ -154,7 +154,7 @@ def test_a_mask_of_another_size_names_the_mask(own: Path, tmp_path: Path) -> Non
                  str(own / "masks/img01.png"))
 
 
-def test_a_split_list_naming_an_untagged_image_names_its_line(own: Path, tmp_path: Path) -> None:
+def test_a_split_list_naming_an_unknown_image_names_its_line(own: Path, tmp_path: Path) -> None:
     (own / "train.txt").write_text("img00.png\nnope.png\n")
     (own / "val.txt").write_text("img01.jpg\n")
     assert_error(*prepare(own, tmp_path, train_list="train.txt", val_list="val.txt"),

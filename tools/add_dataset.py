@@ -70,8 +70,8 @@ def main(
     in_place = root.exists() and all(_inside(path, root) for path in sources.values() if path is not None)
     existing = [str(path) for path in ([config] if in_place else [root, config]) if path.exists() or path.is_symlink()]
     if existing and not force:
-        raise InputError(f"{' and '.join(existing)} already exist{'s' * (len(existing) == 1)}: choose another name, "
-                         f"or --force to replace")
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise InputError(f"{' and '.join(existing)} already {verb}: choose another name, or --force to replace")
     registered = _register(params_text, name)
     if not images.is_dir():
         raise InputError(f"--images: folder not found: {images}")
@@ -92,7 +92,8 @@ def main(
         _ignore(root)
     typer.echo(_described(name, class_names, infos))
     typer.echo(f"data: {root}/ ({'in place' if in_place else 'a copy'})")
-    typer.echo(f"settings: {config} ({preset.value} preset{f', {size}-pixel inputs' * (preset is Preset.cpu)})")
+    sized = f", {size}-pixel inputs" if preset is Preset.cpu else ""
+    typer.echo(f"settings: {config} ({preset.value} preset{sized})")
     typer.echo(f"{PARAMS}: {DATASETS_LINE.search(registered)[0]}")
     typer.echo(f"next: dvc repro evaluate@{name}")
 
