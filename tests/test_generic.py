@@ -30,10 +30,12 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.slow
 def test_no_masks_at_all_runs_the_whole_chain_and_reports_what_needs_none(scratch: Path) -> None:
-    write_generic(scratch / "data", 12)
+    names = write_generic(scratch / "data", 12)
+    edit_labels(scratch / "data", 7, f"{names[5]},")  # a background-only image: every stage takes it
     out = run_chain(scratch / "data", write_config(scratch / "own.yaml", GENERIC), scratch / "a")
     manifest = read(out / "prepare/manifest.json")
     assert manifest["class_names"] == ["background", "disc", "square"]  # derived from the tags, sorted
+    assert manifest["splits"]["train"]["classes"][4] == []  # img05, in train: cues, training, export, CRF take it
     assert (len(manifest["splits"]["train"]["names"]), len(manifest["splits"]["val"]["names"])) == (9, 3)
     assert not any(manifest["splits"]["train"]["masked"] + manifest["splits"]["val"]["masked"])
     summary = read(out / "evaluate/summary.json")
@@ -74,7 +76,7 @@ def test_masks_for_half_the_images_score_exactly_those(scratch: Path) -> None:
     assert all(0 <= summary[key] <= 1 for key in ("cues_miou", "crf_miou", "val_miou", "upper_bound_val_miou"))
 
 
-# --- bad input: one error line naming the file and row, or a warning line and the row left out ---------------------
+# --- bad input: one error line naming the file and row, or a warning line for what is not used -------------------
 
 def prepare(root: Path, tmp_path: Path, **generic: object) -> tuple[int, str]:
     config = write_config(tmp_path / "own.yaml", merge(GENERIC, {"prepare": {"generic": generic}}))
@@ -101,13 +103,27 @@ def assert_error(code: int, output: str, *parts: str) -> None:
     assert all(part in output for part in parts), output
 
 
-def test_an_image_without_tags_is_left_out_with_a_warning(own: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lists", [False, True], ids=["random split", "split lists"])
+def test_an_image_without_tags_is_kept_as_background_only(own: Path, tmp_path: Path, lists: bool) -> None:
     edit_labels(own, 3, "img01.jpg,")
-    code, output = prepare(own, tmp_path)
-    assert code == 0, output
-    assert f"warning: {own / 'labels.csv'}:3: image 'img01.jpg' has no tags; left out" in output.splitlines()
-    manifest = read(tmp_path / "out/manifest.json")
-    assert "img01.jpg" not in manifest["splits"]["train"]["names"] + manifest["splits"]["val"]["names"]
+    (own / "train.txt").write_text("img00.png\nimg01.jpg\nimg02.png\nimg03.jpg\n")
+    (own / "val.txt").write_text("img04.png\nimg05.jpg\n")
+    code, output = prepare(own, tmp_path, **({"train_list": "train.txt", "val_list": "val.txt"} if lists else {}))
+    assert (code, output.count("warning")) == (0, 0), output
+    splits = read(tmp_path / "out/manifest.json")["splits"]
+    classes = dict(zip(splits["train"]["names"] + splits["val"]["names"],
+                       splits["train"]["classes"] + splits["val"]["classes"], strict=True))
+    assert len(classes) == 6 and classes.pop("img01.jpg") == [] and all(classes.values())
+
+
+def test_a_train_split_without_a_tag_names_its_list(own: Path, tmp_path: Path) -> None:
+    edit_labels(own, 2, "img00.png,")
+    edit_labels(own, 3, "img01.jpg,")
+    (own / "train.txt").write_text("img00.png\nimg01.jpg\n")
+    (own / "val.txt").write_text("img02.png\n")
+    assert_error(*prepare(own, tmp_path, train_list="train.txt", val_list="val.txt"),
+                 f"no foreground in {own / 'train.txt'}: none of its 2 images has a tag")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_tag_not_in_the_class_list_names_file_and_row(own: Path, tmp_path: Path) -> None:
@@ -140,11 +156,11 @@ def test_a_mask_of_another_size_names_the_mask(own: Path, tmp_path: Path) -> Non
                  str(own / "masks/img01.png"))
 
 
-def test_a_split_list_naming_an_untagged_image_names_its_line(own: Path, tmp_path: Path) -> None:
+def test_a_split_list_naming_an_unknown_image_names_its_line(own: Path, tmp_path: Path) -> None:
     (own / "train.txt").write_text("img00.png\nnope.png\n")
     (own / "val.txt").write_text("img01.jpg\n")
     assert_error(*prepare(own, tmp_path, train_list="train.txt", val_list="val.txt"),
-                 f"{own / 'train.txt'}:2: image 'nope.png' has no tagged row")
+                 f"{own / 'train.txt'}:2: image 'nope.png' has no row in the labels file")
 
 
 def test_a_class_list_must_not_name_background(own: Path, tmp_path: Path) -> None:

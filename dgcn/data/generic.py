@@ -3,7 +3,8 @@
 Labels: CSV with the header `image,tags` (tags separated by spaces or `;`), or JSON lines `{"image": ..., "tags":
 [...]}` (tags a list or a string as in the CSV). An image id is its file name in the images folder; its mask, if any,
 is `<masks>/<stem>.png` (palette or grey, 255 = ignore). Class 0 is background, implicit; the foreground classes come
-from a class list file (one name per line) or, sorted, from the tags.
+from a class list file (one name per line) or, sorted, from the tags. An image without tags is a background-only image
+(no object class), as a VOC image whose mask holds only background.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class LabelRow:
 
 
 def read_labels(path: Path) -> list[LabelRow]:
-    """The tagged images of a labels file (CSV or JSON lines, by content), in file order. A duplicate image is an
-    error; an image without tags is left out with a warning. Both name the file and line."""
+    """The images of a labels file (CSV or JSON lines, by content), in file order; one without tags is background-only.
+    A duplicate image is an error naming both lines; a file where no image has a tag is an error."""
     text = _read_text(path, "labels file")
     first = next((line for line in text.splitlines() if line.strip()), "")
     rows = _json_rows(path, text) if first.lstrip().startswith("{") else _csv_rows(path, text)
@@ -55,11 +56,8 @@ def read_labels(path: Path) -> list[LabelRow]:
         if row.name in seen:
             raise DatasetError(f"{row.where}: duplicate row for image {row.name!r} (first at {seen[row.name]})")
         seen[row.name] = row.where
-        if not row.tags:
-            warn(f"{row.where}: image {row.name!r} has no tags; left out")
-            continue
         kept.append(row)
-    if not kept:
+    if not any(row.tags for row in kept):
         raise DatasetError(f"{path}: no image with tags")
     return kept
 
@@ -137,32 +135,39 @@ def derived_classes(rows: list[LabelRow]) -> tuple[str, ...]:
 
 def split_rows(rows: list[LabelRow], lists: tuple[Path, Path] | None, val_fraction: float,
                seed: int) -> tuple[list[LabelRow], list[LabelRow]]:
-    """(train, val) rows: from two list files of image ids (one per line), or a seeded random `val_fraction`."""
+    """(train, val) rows: from two list files of image ids (one per line), or a seeded random `val_fraction`. The
+    train split needs a tagged image (the others may be background-only)."""
+    labels = rows[0].where.rsplit(":", 1)[0]
     if lists is None:
         if len(rows) < 2:
-            raise DatasetError(f"{rows[0].where.rsplit(':', 1)[0]}: 2 images at least are needed for a train and a "
-                               f"val split")
+            raise DatasetError(f"{labels}: 2 images at least are needed for a train and a val split")
         order = np.random.default_rng(seed).permutation(len(rows))
         count = min(max(round(len(rows) * val_fraction), 1), len(rows) - 1)
-        val = set(order[:count].tolist())
-        return ([row for i, row in enumerate(rows) if i not in val], [row for i, row in enumerate(rows) if i in val])
-    by_name = {row.name: row for row in rows}
-    train, val = (_listed(path, by_name) for path in lists)
-    shared = sorted({row.name for row in train} & {row.name for row in val})
-    if shared:
-        raise DatasetError(f"{len(shared)} ids in both {lists[0]} and {lists[1]}: {listing(shared)}")
+        val_rows = set(order[:count].tolist())
+        train = [row for i, row in enumerate(rows) if i not in val_rows]
+        val = [row for i, row in enumerate(rows) if i in val_rows]
+        source = f"the train split drawn from {labels} (seed {seed})"
+    else:
+        by_name = {row.name: row for row in rows}
+        train, val = (_listed(path, by_name) for path in lists)
+        shared = sorted({row.name for row in train} & {row.name for row in val})
+        if shared:
+            raise DatasetError(f"{len(shared)} ids in both {lists[0]} and {lists[1]}: {listing(shared)}")
+        source = str(lists[0])
+    if not any(row.tags for row in train):
+        raise DatasetError(f"no foreground in {source}: none of its {len(train)} images has a tag")
     return train, val
 
 
 def _listed(path: Path, by_name: dict[str, LabelRow]) -> list[LabelRow]:
-    """The rows a split list names, in its order; an id the labels file does not tag is an error naming the line."""
+    """The rows a split list names, in its order; an id the labels file lacks is an error naming the line."""
     rows, seen = [], set()
     for number, line in enumerate(_read_text(path, "split list").splitlines(), start=1):
         name = line.strip()
         if not name:
             continue
         if name not in by_name:
-            raise DatasetError(f"{path}:{number}: image {name!r} has no tagged row in the labels file")
+            raise DatasetError(f"{path}:{number}: image {name!r} has no row in the labels file")
         if name in seen:
             raise DatasetError(f"{path}:{number}: duplicate image {name!r}")
         seen.add(name)
@@ -238,4 +243,4 @@ class FolderDataset:
         stems = {Path(name).stem for name in names}
         for path in sorted(folder.iterdir()):
             if path.suffix.lower() == ".png" and path.stem not in stems:
-                warn(f"{path}: mask for an unknown image (no tagged image {path.stem}.*); not used")
+                warn(f"{path}: mask for an unknown image (no image {path.stem}.* in the labels file); not used")
