@@ -10,27 +10,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 import yaml
 from dvc_project import REPO, dvc, make_project, run
 from PIL import Image
 from stage_chain import write_generic
 from typer.testing import CliRunner
 
-from stages.app import _clean_errors
-from stages.params import SECTIONS, load_params
-from tools.add_dataset import SIZED, STAGE_SECTIONS, main
+from stages.app import app
+from stages.params import load_params
+from tools.add_dataset import SIZED, STAGE_SECTIONS
+from tools.params_schema import SECTIONS
 
 DATASETS = "\ndatasets: [synthetic]\n"
-# The command as the CLI runs it (`dgcn add-dataset`), in a subprocess.
-COMMAND = [sys.executable, "-c", "import typer; from tools.add_dataset import main; typer.run(main)"]
+# The command as the README has it (`dgcn add-dataset`), in a subprocess.
+COMMAND = [sys.executable, "-m", "stages", "add-dataset"]
 
 
 def add_dataset(*args: str | Path) -> tuple[int, str]:
-    """Run the command in the current folder as stages/app.py builds a command (bad input: one line, exit 1)."""
-    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    single.command("add-dataset")(_clean_errors(main))
-    result = CliRunner().invoke(single, [str(arg) for arg in args])
+    """Run `dgcn add-dataset` in the current folder (bad input: one line, exit 1)."""
+    result = CliRunner().invoke(app, ["add-dataset", *(str(arg) for arg in args)])
     return result.exit_code, result.output
 
 
@@ -174,7 +172,6 @@ def test_from_a_folder_of_images_and_a_csv_to_evaluate_on_the_cpu(tmp_path: Path
     evaluate@pets` with the cpu preset as written."""
     root = make_project(tmp_path / "project", ["synthetic"], {})
     shutil.copy(REPO / "params.yaml", root / "params.yaml")  # as shipped, comments and all
-    shutil.copytree(REPO / "tools", root / "tools", ignore=shutil.ignore_patterns("__pycache__"))
     photos = tmp_path / "photos"
     names = write_generic(photos, 24, masked={0, 1, 2, 3, 4, 18})  # 4 and 18: the val split drawn with seed 0
     Image.fromarray(np.full((32, 40, 3), 120, np.uint8)).save(photos / "images" / names[0])  # background-only

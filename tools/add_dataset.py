@@ -25,8 +25,10 @@ import yaml
 
 from dgcn.errors import InputError
 from dgcn.storage import atomic_output
-from stages.params import REPLACED_MAPPINGS, SECTIONS, PrepareParams, load_params, merge
+from stages.params import REPLACED_MAPPINGS, load_params, merge
 from stages.prepare import FORMATS
+from stages.schemas.prepare import PrepareParams
+from tools.params_schema import SECTIONS
 
 PARAMS = Path("params.yaml")
 EMBEDDED = Path("pipelines/synthetic.yaml")  # the embedded default: the small network on the CPU
