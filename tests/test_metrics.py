@@ -64,6 +64,21 @@ def test_scores_on_hand_matrix_counts_zero_tp_classes_and_lists_absent():
     assert out["absent"] == [2]
 
 
+def test_a_class_predicted_but_absent_from_the_ground_truth_counts_with_iou_zero():
+    """mIoU is over the classes in ground truth or prediction: averaging over ground-truth classes alone would give
+    (1 + 0.5) / 2 here."""
+    conf = np.array(
+        [
+            [4, 0, 0],  # background: all right
+            [0, 2, 2],  # class 1: half of it predicted as class 2
+            [0, 0, 0],  # class 2: absent from gt, predicted on 2 pixels -> IoU 0, counted
+        ]
+    )
+    out = scores(conf)
+    assert out["iou"][2] == 0.0 and out["absent"] == []
+    assert math.isclose(out["miou"], (1 + 0.5 + 0) / 3)
+
+
 def test_scores_rejects_non_square():
     with pytest.raises(ValueError, match="square"):
         scores(np.zeros((2, 3)))
