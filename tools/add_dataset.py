@@ -163,24 +163,19 @@ def _size(infos: list) -> int:
 def _config(layout: dict[str, str | None], preset: Preset, size: int) -> dict[str, dict]:
     """Each stage section of pipelines/<name>.yaml: what the data set and the preset change in params.yaml."""
     changes: dict[str, dict] = {"prepare": {"format": "generic", "generic": layout}, "cues": {"saliency_dir": None}}
-    if preset is Preset.cpu:
-        embedded = {section: _differences(section, EMBEDDED) for section in STAGE_SECTIONS}
+    defaults = {section: _loaded(section, None) for section in STAGE_SECTIONS}
+    if preset is Preset.cpu:  # what pipelines/synthetic.yaml changes in params.yaml
+        embedded = {section: _changed(defaults[section], _loaded(section, EMBEDDED)) for section in STAGE_SECTIONS}
         for section, keys in SYNTHETIC_ONLY.items():
             for key in keys:
                 embedded[section].pop(key, None)
         changes = merge(merge(embedded, {section: {key: size} for section, key in SIZED.items()}), changes)
-    defaults = {section: _loaded(section, None) for section in STAGE_SECTIONS}
     return {section: _changed(defaults[section], merge(defaults[section], changes.get(section, {})))
             for section in STAGE_SECTIONS}
 
 
 def _loaded(section: str, config: Path | None) -> dict:
     return load_params(section, SECTIONS[section], config=config, defaults=PARAMS).model_dump(mode="json")
-
-
-def _differences(section: str, config: Path) -> dict:
-    """What `config` changes in a section of params.yaml (keys equal to the defaults left out)."""
-    return _changed(_loaded(section, None), _loaded(section, config))
 
 
 def _changed(before: dict, after: dict) -> dict:
