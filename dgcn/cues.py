@@ -99,16 +99,24 @@ def cues_from_cams(
     return cues
 
 
-def load_saliency(path: str | Path, image_size: tuple[int, int], grid: int) -> np.ndarray:
-    """A saliency map (a grey PNG the size of its image, 0..255 = not..most salient) -> (grid, grid) float32 in [0, 1]
-    over the whole image, resized bilinearly as the cues' grid is (the published code zooms DRFI maps to 41 x 41)."""
+def open_saliency(path: str | Path, image_size: tuple[int, int]) -> Image.Image:
+    """The saliency map of an image of (height, width) `image_size`, opened: its header read, no pixel decoded.
+    FileNotFoundError when it is missing, InputError when its size differs (PIL's OSError when it is no image)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"saliency map not found: {path}")
-    with Image.open(path) as image:
-        if (image.height, image.width) != tuple(image_size):
-            raise ValueError(f"{path}: saliency map is {image.height}x{image.width}, its image "
-                             f"{image_size[0]}x{image_size[1]}")
+    image = Image.open(path)
+    if (image.height, image.width) != tuple(image_size):
+        image.close()
+        raise InputError(f"{path}: saliency map is {image.height}x{image.width}, its image "
+                         f"{image_size[0]}x{image_size[1]}")
+    return image
+
+
+def load_saliency(path: str | Path, image_size: tuple[int, int], grid: int) -> np.ndarray:
+    """A saliency map (a grey PNG the size of its image, 0..255 = not..most salient) -> (grid, grid) float32 in [0, 1]
+    over the whole image, resized bilinearly as the cues' grid is (the published code zooms DRFI maps to 41 x 41)."""
+    with open_saliency(path, image_size) as image:
         grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     resized = Image.fromarray(grey, mode="F").resize((grid, grid), Image.BILINEAR)
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)

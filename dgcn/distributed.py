@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dgcn.errors import InputError
+from dgcn.training.batchnorm import normalises_with_batch_statistics
 
 _T = TypeVar("_T")
 
@@ -60,17 +61,25 @@ def join(device: torch.device) -> torch.device:
 
 def replicate(model: nn.Module) -> nn.Module:
     """The module a training step calls: `model` itself for one process, else a DistributedDataParallel replica
-    (gradients averaged over ranks) whose BatchNorm layers that train synchronise their statistics on CUDA.
+    (gradients averaged over ranks) whose BatchNorm layers synchronise their batch statistics where
+    `synchronises_batchnorm` says so.
 
     `model` stays the module whose state is checkpointed and saved (the replica shares its parameters). Call before
-    building the optimizer: SyncBatchNorm replaces the training BatchNorm layers (parameters kept)."""
+    building the optimizer, after the BatchNorm policy: SyncBatchNorm replaces the layers (parameters kept)."""
     if not active():
         return model
     device = next(model.parameters()).device
-    if device.type == "cuda" and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                     and any(p.requires_grad for p in m.parameters()) for m in model.modules()):
+    if synchronises_batchnorm(model, device):
         _convert_batchnorm(model)
     return nn.parallel.DistributedDataParallel(model, device_ids=None if device.type == "cpu" else [device])
+
+
+def synchronises_batchnorm(model: nn.Module, device: torch.device) -> bool:
+    """Whether `replicate` turns `model`'s BatchNorm layers into SyncBatchNorm (statistics of the whole batch over the
+    processes, as the published DGCN): under torchrun, on CUDA, and where a layer normalises with batch statistics
+    (policy train or batch_stats, not frozen). Never on the CPU: SyncBatchNorm's training forward refuses CPU tensors
+    (torch 2.x), so there each rank normalises with its own rows' statistics."""
+    return active() and device.type == "cuda" and any(normalises_with_batch_statistics(m) for m in model.modules())
 
 
 def _convert_batchnorm(model: nn.Module) -> None:
@@ -101,7 +110,7 @@ def mean_losses(losses: Mapping[str, float]) -> dict[str, float]:
 
 def check_replicas(model: nn.Module) -> None:
     """RuntimeError unless every rank holds the same parameters, byte for byte (compared by digest). Buffers are left
-    out: a BatchNorm layer that trains on the CPU updates its running statistics from its own rank's samples."""
+    out: a BatchNorm layer in train mode on the CPU updates its running statistics from its own rank's samples."""
     if not active():
         return
     digest = hashlib.sha256()

@@ -32,14 +32,30 @@ class ExportedImage(NamedTuple):
 _Group = tuple[list[int], torch.Tensor, torch.Tensor, ChunkedFuture[np.ndarray, np.ndarray] | None]
 
 
+def scale_one_shape(size: tuple[int, int], input_size: int | None) -> tuple[int, int]:
+    """(height, width) of the scale-1 network input for an image of `size`: the image's own size for input_size None
+    (the published test time, at the scale the network was trained at), else resized so that its longer side is
+    input_size (aspect ratio kept)."""
+    return (int(size[0]), int(size[1])) if input_size is None else long_side_shape(size, input_size)
+
+
 @torch.no_grad()
-def network_grid(model: torch.nn.Module, input_size: int) -> tuple[int, int]:
-    """(h, w) output grid of `model` for an input_size x input_size input: it bounds the grid of every image whose
-    longer side is input_size."""
+def network_grid(model: torch.nn.Module, shape: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) output grid of `model` for one (height, width) = `shape` input (e.g. (47, 63) for 375 x 500 at stride
+    8)."""
     model.eval()
     parameter = next(model.parameters())
-    scores = model(torch.zeros(1, 3, input_size, input_size, device=parameter.device, dtype=parameter.dtype)).scores
+    scores = model(torch.zeros(1, 3, *shape, device=parameter.device, dtype=parameter.dtype)).scores
     return int(scores.shape[-2]), int(scores.shape[-1])
+
+
+def evidence_grid(model: torch.nn.Module, sizes: Sequence[tuple[int, int]], input_size: int | None) -> tuple[int, int]:
+    """(Gh, Gw) bounding the evidence grid of every image of `sizes` ((height, width) each): the network's grid for
+    the largest scale-1 input height and width (a grid grows with its input along each axis)."""
+    if not sizes:
+        raise ValueError("evidence_grid needs at least one image size")
+    shapes = [scale_one_shape(size, input_size) for size in sizes]
+    return network_grid(model, (max(h for h, _ in shapes), max(w for _, w in shapes)))
 
 
 def cues_on_grid(cues: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
@@ -56,7 +72,7 @@ def iter_pseudo_labels(
     image_labels: np.ndarray,
     pool: SupervisionPool | None,
     *,
-    input_size: int,
+    input_size: int | None,
     scales: Sequence[float],
     flip: bool,
     batch_size: int,
@@ -67,14 +83,14 @@ def iter_pseudo_labels(
 
     load_image(name) -> (H, W, 3) uint8 RGB at the image's own size; cues[i] (C, G, G) {0,1} over the whole image;
     image_labels (N, C) {0,1}, background included.
-    Each image is resized so that its longer side is `input_size` (aspect ratio kept: the scale-1 input of `predict`,
-    multi-scale over `scales` and mirrored with `flip`); images of a batch with the same resized shape go through the
-    network together. On the network's grid: the probabilities restricted to the image's classes and stored as float16,
-    the cues zoomed to the grid and grown by the pool's graph cut (its k, threshold, seed_capacity and network_seeds)
-    on the scale-1 features (pool None: no cut, the grown masks are empty and the labels are the network's restricted
-    argmax). The label maps are evidence_labels of that evidence, so absent classes never appear. The cuts of one batch
-    run in the pool's workers while the next batch goes through the network; results do not depend on the worker
-    count.
+    The scale-1 input of `predict` (multi-scale over `scales` and mirrored with `flip`) is the image itself for
+    input_size None, else the image resized so that its longer side is `input_size` (scale_one_shape); images of a
+    batch with the same scale-1 shape go through the network together. On the network's grid (that of the scale-1
+    input): the probabilities restricted to the image's classes and stored as float16, the cues zoomed to the grid and
+    grown by the pool's graph cut (its k, threshold, seed_capacity and network_seeds) on the scale-1 features (pool
+    None: no cut, the grown masks are empty and the labels are the network's restricted argmax). The label maps are
+    evidence_labels of that evidence, so absent classes never appear. The cuts of one batch run in the pool's workers
+    while the next batch goes through the network; results do not depend on the worker count.
     """
     count = len(names)
     if len(cues) != count or len(image_labels) != count:
@@ -85,7 +101,7 @@ def iter_pseudo_labels(
     pending: tuple[range, list[tuple[int, int]], list[_Group]] | None = None
     for indices in _batches([range(count)] if runs is None else runs, batch_size, count):
         images = [load_image(names[i]) for i in indices]
-        shapes = [long_side_shape(image.shape[:2], input_size) for image in images]
+        shapes = [scale_one_shape(image.shape[:2], input_size) for image in images]
         groups = []
         for shape in dict.fromkeys(shapes):  # distinct shapes in order of first appearance
             rows = [row for row, other in enumerate(shapes) if other == shape]

@@ -50,6 +50,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                  "table."),
     "add-dataset": ("tools.add_dataset", "Register your own data set: check it, write pipelines/<name>.yaml, add it "
                                          "to params.yaml."),
+    "check": ("tools.check", "Check a data set before a long run: lists, images, masks, cues, weights, devices and "
+                             "disk; a line per problem."),
 }
 
 

@@ -15,7 +15,7 @@ from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import load_model
 from dgcn.precision import Precision
 from dgcn.progress import progress
-from dgcn.pseudo_labels import iter_pseudo_labels, network_grid
+from dgcn.pseudo_labels import evidence_grid, iter_pseudo_labels
 from dgcn.storage import EvidenceStoreWriter, LabelStoreWriter, staged_directory
 from dgcn.supervision import SupervisionPool
 from stages.manifest import Manifest
@@ -36,6 +36,9 @@ def main(
 ) -> None:
     """Pseudo-labels at each image's aspect ratio (multi-scale, mirrored), cues grown by graph cut; the CRF's evidence.
 
+    The scales are of the image's native size (export.input_size null, as published) or of the image resized to a
+    longer side of export.input_size.
+
     export.threshold null: no cut, the labels are the network's argmax over the image's classes.
 
     The DGCN probabilities restricted to the image's classes and the grown cues, on the network's grid, go to
@@ -54,7 +57,7 @@ def main(
     scored = set(train.scored())
     pseudo_scores, network_scores = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
     palette = voc_palette()[:num_classes].tolist()
-    grid = network_grid(network, settings.input_size)
+    grid = evidence_grid(network, train.sizes, settings.input_size)
     origin = provenance("export", [settings, cut], [manifest, cues, model])
     mine = distributed.my_shards(len(train.names), settings.shard_images)
     # export.threshold null: no cut, no pool (iter_pseudo_labels takes None).

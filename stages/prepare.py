@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from dgcn.data.coco import CocoDataset, CocoInstances
-from dgcn.data.files import Reader
+from dgcn.data.files import STRICT, Reader, SampleCheck
 from dgcn.data.generic import FolderDataset, derived_classes, read_class_list, read_labels, split_rows
 from dgcn.data.palette import SYNTHETIC_CLASSES, VOC_CLASSES
 from dgcn.data.synthetic import contact_sheet
@@ -49,16 +49,16 @@ def main(
             train_masks=sum(splits["train"]["masked"]), val_masks=sum(splits["val"]["masked"]))
 
 
-def _voc(root: Path, settings: PrepareParams) -> Prepared:
+def _voc(root: Path, settings: PrepareParams, check: SampleCheck = STRICT) -> Prepared:
     class_names = CLASS_NAMES[settings.classes]
     datasets = {role: VOCDataset(root, split, class_names)
                 for role, split in (("train", settings.train_split), ("val", settings.val_split))}
     check_disjoint(datasets["train"], datasets["val"])  # reads only the two lists: fails before any image is opened
-    return class_names, {role: ({"split": dataset.split}, dataset, dataset.validate())
+    return class_names, {role: ({"split": dataset.split}, dataset, dataset.validate(check))
                          for role, dataset in datasets.items()}
 
 
-def _generic(root: Path, settings: PrepareParams) -> Prepared:
+def _generic(root: Path, settings: PrepareParams, check: SampleCheck = STRICT) -> Prepared:
     layout = settings.generic
     rows = read_labels(root / layout.labels)
     class_names = derived_classes(rows) if layout.class_list is None else read_class_list(root / layout.class_list)
@@ -67,10 +67,11 @@ def _generic(root: Path, settings: PrepareParams) -> Prepared:
     reader = {"images": str(layout.images), "masks": None if layout.masks is None else str(layout.masks)}
     dataset = FolderDataset(root, class_names, **reader)
     dataset.warn_unknown_masks({row.name for row in rows})
-    return class_names, {role: (reader, dataset, dataset.validate(role_rows)) for role, role_rows in roles.items()}
+    return class_names, {role: (reader, dataset, dataset.validate(role_rows, check))
+                         for role, role_rows in roles.items()}
 
 
-def _coco(root: Path, settings: PrepareParams) -> Prepared:
+def _coco(root: Path, settings: PrepareParams, check: SampleCheck = STRICT) -> Prepared:
     layout = settings.coco
     instances = CocoInstances.load(root / layout.train_annotations)
     class_names = instances.class_names
@@ -79,10 +80,12 @@ def _coco(root: Path, settings: PrepareParams) -> Prepared:
                                          ("val", layout.val_images, layout.val_annotations)):
         reader = {"images": str(images), "annotations": str(instances_file)}
         dataset = CocoDataset(root, class_names, **reader, instances=instances if role == "train" else None)
-        prepared[role] = (reader, dataset, dataset.validate(tagged_only=role == "train"))
+        prepared[role] = (reader, dataset, dataset.validate(tagged_only=role == "train", check=check))
     return class_names, prepared
 
 
+# Each format's reader; a SampleCheck other than the default reports bad images instead of raising, or reads headers
+# alone (`dgcn check`).
 FORMATS = {"voc": _voc, "generic": _generic, "coco": _coco}
 
 

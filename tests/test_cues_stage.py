@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
-from test_stage_errors import invoke, prepare_voc_mini, set_param, workdir  # noqa: F401 (workdir: a fixture)
+from test_stage_errors import REPO, invoke, prepare_voc_mini, set_param, workdir  # noqa: F401 (workdir: a fixture)
 
 from dgcn.cues import CueStore, load_saliency
 
@@ -62,7 +63,7 @@ def test_a_missing_saliency_folder_is_named_before_training(voc_root: Path, monk
     assert not Path("a/cues").exists()
 
 
-def _write_published(folder: Path) -> None:
+def _write_published(folder: Path, pickle_name: str = "localization_cues.pickle") -> None:
     """A DSRG-format pickle (spec section 1) over the training images in another order, with its own labels: one
     image agrees with its mask, one lacks a mask class (9, 18), one has a class its mask lacks (14) and a cue for it."""
     published = {
@@ -74,7 +75,7 @@ def _write_published(folder: Path) -> None:
         "2_cues": (np.array([0, 15]), np.array([0, 8]), np.array([15, 8])),
     }
     folder.mkdir()
-    (folder / "localization_cues.pickle").write_bytes(pickle.dumps(published, protocol=2))
+    (folder / pickle_name).write_bytes(pickle.dumps(published, protocol=2))
     (folder / "input_list.txt").write_text("/JPEGImages/2011_000025.jpg 0\n/JPEGImages/2011_000003.jpg 1\n"
                                            "/JPEGImages/2011_000006.jpg 2\n")
 
@@ -94,6 +95,20 @@ def test_published_cues_keep_their_own_labels_and_report_the_mismatch(voc_root: 
     assert store[2][14, 7, 7] == 1 and store[2].sum() == 4  # the cue of the class its mask lacks is kept
     assert store[0][15, 3, 3] == store[0][15, 3, 4] == store[0][5, 2, 2] == store[0][0, 1, 1] == 1
     assert store[1][15, 8, 8] == store[1][0, 0, 15] == 1 and store[1].sum() == 2
+
+
+def test_the_published_config_imports_the_pickle_where_the_docs_put_it(voc_root: Path, workdir: Path) -> None:  # noqa: F811
+    """pipelines/voc12_published.yaml as committed (tiny classifier settings added): the pickle and list named in
+    docs/voc.md under the data root are imported, and no saliency folder is needed."""
+    config = yaml.safe_load((REPO / "pipelines/voc12_published.yaml").read_text())
+    config["cues"] |= TINY_CUES
+    (workdir / "published.yaml").write_text(yaml.safe_dump(config))
+    _write_published(voc_root / "published", "localization_cues-sal.pickle")
+    assert not (voc_root / "Saliency").exists()
+    code, output = invoke("cues", "--manifest", "a/prepare/manifest.json", "--out", "a/cues", config="published.yaml")
+    assert code == 0, output
+    assert json.loads(Path("a/cues/metrics.json").read_text())["published_label_mismatch"] == 2
+    assert CueStore("a/cues/cues.zarr")[2][14, 7, 7] == 1  # the pickle's cue, not one of our CAM's
 
 
 def test_cam_labels_are_the_scored_cam_baseline(voc_root: Path) -> None:

@@ -1,6 +1,7 @@
 """torchrun on the CPU with the gloo backend, 2 processes on a tiny configuration: the replicas hold the same weights
-after a DGCN step, and the 2-process export and crf stages write the same store bytes as one process. One launch does
-it all (tests/distributed/ranks.py): starting torch in three processes is most of the time."""
+after a DGCN step (BatchNorm trained, or batch_stats with its affine parameters kept), and the 2-process export and
+crf stages write the same store bytes as one process. One launch does it all (tests/distributed/ranks.py): starting
+torch in three processes is most of the time."""
 
 from __future__ import annotations
 
@@ -77,6 +78,21 @@ def test_replicas_hold_the_same_weights_after_a_step(project: Path) -> None:
     for name, value in first["after"].items():
         assert torch.equal(value, second["after"][name]), name
         assert not torch.equal(value, first["before"][name]), f"{name} did not train"
+
+
+@pytest.mark.slow
+def test_batch_stats_replicas_keep_the_affine_parameters_and_stay_plain_on_the_cpu(project: Path) -> None:
+    """`batchnorm: batch_stats` under torchrun on the CPU: the BatchNorm weights and biases stay rank 0's initial ones
+    on both ranks, everything else trained alike, the running statistics moved; no SyncBatchNorm (it needs CUDA)."""
+    first, second = (torch.load(project / "ranks" / f"batch_stats{rank}.pt") for rank in (0, 1))
+    assert len(first["batchnorm"]) == 14 and not first["synced"] and not second["synced"]
+    for name, value in first["after"].items():
+        assert torch.equal(value, second["after"][name]), name
+        assert torch.equal(value, first["before"][name]) == (name in first["batchnorm"]), name
+    for saved in (first, second):
+        means = [name for name in saved["buffers_after"] if name.endswith("running_mean")]
+        assert len(means) == 7 and not any(torch.equal(saved["buffers_after"][name], first["buffers_before"][name])
+                                           for name in means)
 
 
 def _files(root: Path) -> dict[str, bytes]:

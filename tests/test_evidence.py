@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import yaml
 
-from dgcn.data.loading import long_side_shape
 from dgcn.data.voc import VOCDataset
 from dgcn.evidence import GROWN_COVER, evidence_from_labels, evidence_labels, evidence_unary, iter_crf_labels
 from dgcn.metrics import ConfusionMatrix
+from dgcn.pseudo_labels import scale_one_shape
 from dgcn.storage import Evidence, EvidenceStore, EvidenceStoreWriter
 
 PROVENANCE = {"stage": "test"}  # what a stage would record
@@ -139,9 +139,9 @@ def test_evidence_store_round_trip_deterministic_and_checked(tmp_path: Path) -> 
 
 
 def test_ground_truth_through_the_crf_path_keeps_its_quality(voc_mini: Path) -> None:
-    """The 10 vendored photos' masks as evidence on the export's grid (a longer side of 321 at stride 8, e.g. 41x31 for
-    500x375), stored as float16, refined by the published kernels: at least 0.95 mIoU (the former hard-label unary
-    at 0.7 gave 0.69 on the full-resolution masks)."""
+    """The 10 vendored photos' masks as evidence on the export's grid (params.yaml's export.input_size: null, the
+    native size at stride 8, e.g. 63x47 for 500x375), stored as float16, refined by the published kernels: at least
+    0.95 mIoU (the former hard-label unary at 0.7 gave 0.69 on the full-resolution masks)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     input_size, stride = params["export"]["input_size"], 8
     images, masks, evidence = [], [], []
@@ -149,12 +149,12 @@ def test_ground_truth_through_the_crf_path_keeps_its_quality(voc_mini: Path) -> 
         dataset = VOCDataset(voc_mini, split)
         for name in dataset.names:
             mask = dataset.mask(name)
-            grid = tuple(-(-side // stride) for side in long_side_shape(mask.shape, input_size))
+            grid = tuple(-(-side // stride) for side in scale_one_shape(mask.shape, input_size))
             images.append(dataset.image(name))
             masks.append(mask)
             evidence.append(evidence_from_labels(mask, grid, [0, *dataset.image_labels(name)], VOC_CLASSES,
                                                  threshold=params["graph_cut"]["threshold"]))
-    assert len(images) == 10 and evidence[0].grid == (28, 41) and evidence[1].grid == (31, 41)
+    assert len(images) == 10 and evidence[0].grid == (43, 63) and evidence[1].grid == (47, 63)
     refined = iter_crf_labels(iter(images), iter(evidence), confidence=params["crf"]["grown_confidence"], workers=2,
                               **params["dense_crf"])
     scores = ConfusionMatrix(VOC_CLASSES)

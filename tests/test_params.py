@@ -80,7 +80,7 @@ def test_published_geometry_batchnorm_and_head() -> None:
     retrain = load_params("retrain", RetrainParams, config=voc, defaults=ROOT / "params.yaml")
     assert dgcn.arch_options == {"aspp_rates": [12]} and retrain.arch_options == {}
     assert dgcn.crop_size == retrain.crop_size == 321 and retrain.scale_range == [0.5, 1.5]
-    assert dgcn.batchnorm == retrain.batchnorm == "frozen" and dgcn.resize_long is None
+    assert dgcn.batchnorm == "batch_stats" and retrain.batchnorm == "frozen" and dgcn.resize_long is None
     assert dgcn.data_workers == retrain.data_workers == 0
     small = load_params("train_dgcn", TrainDGCNParams, config=synthetic, defaults=ROOT / "params.yaml")
     small_retrain = load_params("retrain", RetrainParams, config=synthetic, defaults=ROOT / "params.yaml")
@@ -160,8 +160,8 @@ def test_crf_kernels_are_dense_crf_keyword_arguments(defaults: Path) -> None:
      "retrain.scale_range: scale_range must be [low, high] with low <= high (got [1.5, 0.5])"),
     ("train_dgcn", "train_dgcn: {resize_long: [320]}",
      "train_dgcn.resize_long: list should have at least 2 items after validation, not 1 (got [320])"),
-    ("train_dgcn", "train_dgcn: {batchnorm: fixed}", "train_dgcn.batchnorm: input should be 'train' or 'frozen' "
-                                                      "(got 'fixed')"),
+    ("train_dgcn", "train_dgcn: {batchnorm: fixed}", "train_dgcn.batchnorm: input should be 'train', 'frozen' or "
+                                                      "'batch_stats' (got 'fixed')"),
     ("retrain", "retrain: {color_jitter: {hue: 0.6}}",
      "retrain.color_jitter.hue: input should be less than or equal to 0.5 (got 0.6)"),
     ("train_dgcn", "train_dgcn: {input_size: 321}", "train_dgcn.input_size: unknown parameter; did you mean "

@@ -120,7 +120,7 @@ def test_absent_classes_never_appear_even_when_the_network_prefers_them() -> Non
 def test_evidence_is_on_the_native_grid_and_gives_back_the_labels() -> None:
     model = _model()
     images, labels, cues = _data()
-    assert network_grid(model, INPUT_SIZE) == (GRID, GRID)
+    assert network_grid(model, (INPUT_SIZE, INPUT_SIZE)) == (GRID, GRID)
     for item, size, resized, present in zip(_exported(model, images, labels, cues, 0, 3), SIZES, RESIZED, labels,
                                             strict=True):
         evidence = item.evidence

@@ -366,7 +366,7 @@ def test_damaged_manifest_is_named(workdir: Path, text: str, problem: str) -> No
 
 def test_a_bug_keeps_its_traceback(workdir: Path, voc_mini: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A KeyError from a typo in our code is no bad input: it must not shrink to one line
-    def typo(self: object) -> None:
+    def typo(self: object, *check: object) -> None:
         return {}["naems"]
 
     monkeypatch.setattr("dgcn.data.voc.VOCDataset.validate", typo)
@@ -376,7 +376,7 @@ def test_a_bug_keeps_its_traceback(workdir: Path, voc_mini: Path, monkeypatch: p
 
 def test_a_bug_prints_its_traceback_from_the_command_line(workdir: Path, voc_mini: Path) -> None:
     code = ("import sys; import dgcn.data.voc as voc; from stages.app import app\n"
-            "voc.VOCDataset.validate = lambda self: {}['naems']\n"
+            "voc.VOCDataset.validate = lambda self, *check: {}['naems']\n"
             f"sys.argv = ['stages', 'prepare', '--config', 'voc.yaml', '--root', {str(voc_mini)!r}, '--out', 'a/p']\n"
             "app()\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=120,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from dgcn.data.files import DatasetError, check_file_name, image_size, listing, read_rgb, warn
+from dgcn.data.files import STRICT, DatasetError, SampleCheck, check_file_name, image_size, listing, read_rgb, warn
 from dgcn.data.generic import BACKGROUND
 from dgcn.data.voc import SampleInfo
 
@@ -142,27 +142,32 @@ class CocoDataset:
     def mask(self, name: str) -> np.ndarray:
         return self.instances.mask(name)
 
-    def validate(self, *, tagged_only: bool) -> list[SampleInfo]:
-        """Check every image against the JSON; `tagged_only` leaves out images without instances (training)."""
+    def validate(self, *, tagged_only: bool, check: SampleCheck = STRICT) -> list[SampleInfo]:
+        """Check every image against the JSON; `tagged_only` leaves out images without instances (training); `check`:
+        how (see SampleCheck)."""
         if self.instances.class_names != self.class_names:
             raise DatasetError(f"{self.instances.path}: categories differ from the training annotations'")
         infos, untagged = [], []
-        for name, entry in self.instances.images.items():
-            classes = self.instances.classes(name)
-            if tagged_only and not classes:
+        for name in self.instances.images:
+            if tagged_only and not self.instances.classes(name):
                 untagged.append(name)
-                continue
-            path = self.image_path(name)
-            if not path.is_file():
-                raise DatasetError(f"{self.instances.path}: image not found: {path}")
-            size = image_size(path)
-            if size != (entry.height, entry.width):
-                raise DatasetError(f"{path} is {size[1]}x{size[0]}, its annotation in {self.instances.path} says "
-                                   f"{entry.width}x{entry.height}: the mask size would differ from its image")
-            infos.append(SampleInfo(name, *size, classes, True))
+            elif (info := check.sample(self._sample, name)) is not None:
+                infos.append(info)
         if untagged:
             warn(f"{self.instances.path}: {len(untagged)} images without instances (no tags) left out of training: "
                  f"{listing(untagged, 3)}")
         if not infos:
             raise DatasetError(f"{self.instances.path}: no usable image")
         return infos
+
+    def _sample(self, name: str, decode: bool) -> SampleInfo:
+        """One image's record, its file checked against its entry in the JSON."""
+        entry = self.instances.images[name]
+        path = self.image_path(name)
+        if not path.is_file():
+            raise DatasetError(f"{self.instances.path}: image not found: {path}")
+        size = image_size(path, decode=decode)
+        if size != (entry.height, entry.width):
+            raise DatasetError(f"{path} is {size[1]}x{size[0]}, its annotation in {self.instances.path} says "
+                               f"{entry.width}x{entry.height}: the mask size would differ from its image")
+        return SampleInfo(name, *size, self.instances.classes(name), True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -16,6 +18,38 @@ from dgcn.errors import InputError
 
 class DatasetError(InputError):
     """The data set on disk is not usable; the message names the first bad file."""
+
+
+Item = TypeVar("Item")
+Info = TypeVar("Info")
+
+
+@dataclass(frozen=True)
+class SampleCheck:
+    """How a data set's `validate` checks each image.
+
+    decode: decode every image and mask in full and read the masks' values (what prepare does); False: read the sizes
+    from the file headers alone (seconds for 10,000 images): a missing file, a file that is no image or a mask of
+    another size fails, a damaged body or a mask value out of range does not, and a masked image's classes stay
+    unknown (empty).
+    report: None raises the first bad image's DatasetError; a callable is handed each one, and the image left out.
+    """
+
+    decode: bool = True
+    report: Callable[[DatasetError], None] | None = None
+
+    def sample(self, read: Callable[[Item, bool], Info], item: Item) -> Info | None:
+        """read(item, decode): one image's record; None when it raised a DatasetError that `report` took."""
+        try:
+            return read(item, self.decode)
+        except DatasetError as error:
+            if self.report is None:
+                raise
+            self.report(error)
+            return None
+
+
+STRICT = SampleCheck()  # prepare's: every image decoded, the first bad one raised
 
 
 class Reader(Protocol):
@@ -41,12 +75,16 @@ def warn(message: str) -> None:
     print(f"warning: {' '.join(message.split())}", file=sys.stderr)
 
 
-def open_image(path: Path, mode: str | None = None) -> Image.Image:
-    """Open and fully decode an image (converted to `mode` if given) so corrupt files fail here, naming the file."""
+def open_image(path: Path, mode: str | None = None, *, decode: bool = True) -> Image.Image:
+    """Open and fully decode an image (converted to `mode` if given) so corrupt files fail here, naming the file;
+    decode=False reads its header alone (size, mode; `mode` unused): a file that is no image fails, a damaged body
+    does not."""
     try:
         with warnings.catch_warnings():  # e.g. "Corrupt EXIF data": the decode either fails below or is usable
             warnings.simplefilter("ignore")
             image = Image.open(path)
+            if not decode:
+                return image
             image.load()
             return image if mode is None else image.convert(mode)
     except FileNotFoundError as error:
@@ -78,18 +116,30 @@ def read_mask(path: Path, num_classes: int) -> np.ndarray:
     return mask.astype(np.uint8, copy=False)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image, decoded in full so that a corrupt file fails here."""
-    with open_image(path, "RGB") as image:  # converted too: every later stage reads it as RGB
+def image_size(path: Path, *, decode: bool = True) -> tuple[int, int]:
+    """(height, width) of an image, decoded in full so that a corrupt file fails here (decode=False: its header's)."""
+    # converted too: every later stage reads it as RGB
+    with open_image(path, "RGB" if decode else None, decode=decode) as image:
         width, height = image.size
     return height, width
 
 
-def check_mask_size(mask: np.ndarray, size: tuple[int, int], path: Path) -> None:
-    """DatasetError naming the mask when its size differs from its image's (height, width)."""
-    if mask.shape != size:
-        raise DatasetError(f"mask size {mask.shape[1]}x{mask.shape[0]} differs from its image {size[1]}x{size[0]}: "
+def check_mask_size(mask_size: tuple[int, int], size: tuple[int, int], path: Path) -> None:
+    """DatasetError naming the mask when its (height, width) differs from its image's."""
+    if tuple(mask_size) != tuple(size):
+        raise DatasetError(f"mask size {mask_size[1]}x{mask_size[0]} differs from its image {size[1]}x{size[0]}: "
                            f"{path}")
+
+
+def checked_mask(path: Path, size: tuple[int, int], num_classes: int, decode: bool) -> np.ndarray | None:
+    """The mask at `path` of an image of (height, width) `size`: read in full and checked (values in the class range,
+    its size); decode=False: only its header's size checked, and None."""
+    if not decode:
+        check_mask_size(image_size(path, decode=False), size, path)
+        return None
+    mask = read_mask(path, num_classes)
+    check_mask_size(mask.shape, size, path)
+    return mask
 
 
 def check_file_name(name: str, where: str) -> None:

@@ -20,8 +20,10 @@ import numpy as np
 
 from dgcn.data.files import (
     DatasetError,
+    STRICT,
+    SampleCheck,
     check_file_name,
-    check_mask_size,
+    checked_mask,
     image_size,
     listing,
     read_mask,
@@ -215,23 +217,25 @@ class FolderDataset:
             raise DatasetError(f"no masks folder for image {name!r}")
         return read_mask(path, self.num_classes)
 
-    def validate(self, rows: list[LabelRow]) -> list[SampleInfo]:
-        """Check every image (and mask) and every tag; return what the manifest records."""
-        infos = []
-        for row in rows:
-            unknown = [tag for tag in row.tags if tag not in self.class_names[1:]]
-            if unknown:
-                raise DatasetError(f"{row.where}: tag {unknown[0]!r} is not in the class list")
-            path = self.image_path(row.name)
-            if not path.is_file():
-                raise DatasetError(f"{row.where}: image not found: {path}")
-            size = image_size(path)
-            masked = self.has_mask(row.name)
-            if masked:
-                check_mask_size(self.mask(row.name), size, self.mask_path(row.name))
-            classes = tuple(sorted({self.class_names.index(tag) for tag in row.tags}))
-            infos.append(SampleInfo(row.name, *size, classes, masked))
-        return infos
+    def validate(self, rows: list[LabelRow], check: SampleCheck = STRICT) -> list[SampleInfo]:
+        """Check every image (and mask) and every tag; return what the manifest records (`check`: how, see
+        SampleCheck)."""
+        return [info for row in rows if (info := check.sample(self._sample, row)) is not None]
+
+    def _sample(self, row: LabelRow, decode: bool) -> SampleInfo:
+        """One image's record, its tags and files checked."""
+        unknown = [tag for tag in row.tags if tag not in self.class_names[1:]]
+        if unknown:
+            raise DatasetError(f"{row.where}: tag {unknown[0]!r} is not in the class list")
+        path = self.image_path(row.name)
+        if not path.is_file():
+            raise DatasetError(f"{row.where}: image not found: {path}")
+        size = image_size(path, decode=decode)
+        masked = self.has_mask(row.name)
+        if masked:
+            checked_mask(self.mask_path(row.name), size, self.num_classes, decode)
+        classes = tuple(sorted({self.class_names.index(tag) for tag in row.tags}))
+        return SampleInfo(row.name, *size, classes, masked)
 
     def warn_unknown_masks(self, names: set[str]) -> None:
         """One warning per mask file whose stem is no image id: it is not used."""

@@ -12,8 +12,10 @@ import numpy as np
 
 from dgcn.data.files import (
     DatasetError,
+    STRICT,
+    SampleCheck,
     check_file_name,
-    check_mask_size,
+    checked_mask,
     image_size,
     listing,
     read_mask,
@@ -136,27 +138,27 @@ class VOCDataset:
             found.add(self.class_names.index(class_name))
         return tuple(sorted(found))
 
-    def validate(self) -> list[SampleInfo]:
-        """Check every image (and mask) of the split; return what the manifest records. Raises on the first bad file."""
-        infos = []
-        for name in self.names:
-            path = self.image_path(name)
-            if not path.is_file():
-                raise DatasetError(f"image not found: {path}")
-            height, width = image_size(path)
-            masked = self.has_mask(name)
-            if masked:
-                mask = self.mask(name)
-                check_mask_size(mask, (height, width), self.mask_path(name))
-                classes = self._labels_from_mask(mask)
-            else:
-                classes = self._labels_from_annotation(name)
-            infos.append(SampleInfo(name, height, width, classes, masked))
-        if not any(info.classes for info in infos):
+    def validate(self, check: SampleCheck = STRICT) -> list[SampleInfo]:
+        """Check every image (and mask) of the split; return what the manifest records. Raises on the first bad file
+        (`check`: or reports each, and headers alone may be read)."""
+        infos = [info for name in self.names if (info := check.sample(self._sample, name)) is not None]
+        if check.decode and infos and not any(info.classes for info in infos):
             # every score on such a split is 1.0 (background everywhere), and no classifier can learn from it
             raise DatasetError(f"no foreground in {self.split_file}: none of its {len(infos)} images contains an "
                                f"object class")
         return infos
+
+    def _sample(self, name: str, decode: bool) -> SampleInfo:
+        """One image's record, its files checked (see SampleCheck for `decode`)."""
+        path = self.image_path(name)
+        if not path.is_file():
+            raise DatasetError(f"image not found: {path}")
+        height, width = image_size(path, decode=decode)
+        masked = self.has_mask(name)
+        if not masked:
+            return SampleInfo(name, height, width, self._labels_from_annotation(name), False)
+        mask = checked_mask(self.mask_path(name), (height, width), self.num_classes, decode)
+        return SampleInfo(name, height, width, () if mask is None else self._labels_from_mask(mask), True)
 
 
 def check_disjoint(train: VOCDataset, val: VOCDataset) -> None:

@@ -53,8 +53,9 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
     class, a graph on the detached features, and fits the network to the grown supervision. Runs on the model's
     device; the cuts and CRFs run on the CPU workers of `pool`, the reading on `data_workers` DataLoader processes
     (results do not depend on either count). Under torchrun each rank trains a replica on its share of every batch.
-    batchnorm: "train" or "frozen" (dgcn.training.batchnorm). precision: the network's (mixed precision on CUDA);
-    losses, kNN graphs and cuts stay float32. Loss: seeding + constrain_weight x constrain (0: the seeding loss alone).
+    batchnorm: "train", "frozen" or "batch_stats" (dgcn.training.batchnorm). precision: the network's (mixed precision
+    on CUDA); losses, kNN graphs and cuts stay float32. Loss: seeding + constrain_weight x constrain (0: the seeding
+    loss alone).
     masks: None, or every sample's ground truth, for scoring only: each step then also logs the precision and recall
     (coverage) of the grown supervision and of the cues alone against the masks on the crop's grid
     (grown_precision, grown_recall, cue_precision, cue_recall; dgcn.cues.cue_quality).

@@ -12,7 +12,9 @@ class ExportParams(Section):
 
     device: Device
     amp: Amp
-    input_size: InputSize = Field(description="longer side of the scale-1 network input; the aspect ratio is kept")
+    input_size: InputSize | None = Field(
+        description="longer side of the scale-1 network input, the aspect ratio kept; null = the image's native size "
+                    "(published: the scale the network was trained at, grid native / stride)")
     scales: Scales
     flip: bool
     batch_size: BatchSize

@@ -13,8 +13,10 @@ from stages.params import Amp, Device, Section
 
 CropSize = Annotated[int, Field(ge=32, le=1024, description="side of the square random crop of the native image "
                                                             "(padded where the image is smaller)")]
-BatchNorm = Annotated[Literal["train", "frozen"], Field(
-    description="train: BatchNorm as usual; frozen: affine parameters fixed, running statistics, also in training")]
+BatchNorm = Annotated[Literal["train", "frozen", "batch_stats"], Field(
+    description="train: BatchNorm as usual; frozen: affine parameters fixed, running statistics, also in training; "
+                "batch_stats: affine parameters fixed, batch statistics in training (running statistics updated, "
+                "synchronised over torchrun processes on CUDA)")]
 DataWorkers = Annotated[int, Field(ge=0, le=64, description="DataLoader processes reading samples (0 = in-process); "
                                                             "results do not depend on it")]
 

@@ -1,6 +1,7 @@
-"""What each rank of tests/test_distributed.py's torchrun launch (CPU, gloo) does: one DGCN training step, its
-parameters before and after saved to <out>/rank<R>.pt; then the stage commands that follow, separated by `--` (e.g.
-`export ... -- crf ...`), in the same process group.
+"""What each rank of tests/test_distributed.py's torchrun launch (CPU, gloo) does: one DGCN training step with
+BatchNorm trained, its parameters before and after saved to <out>/rank<R>.pt, and one with `batchnorm: batch_stats`
+(the published DGCN), saved to <out>/batch_stats<R>.pt with its BatchNorm buffers; then the stage commands that
+follow, separated by `--` (e.g. `export ... -- crf ...`), in the same process group.
 
 Usage: torchrun --nproc_per_node=2 tests/distributed/ranks.py <out folder> [<stage> <arguments>... [-- <stage> ...]]
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from dgcn import distributed
 from dgcn.data.augment import CropGeometry
@@ -21,8 +23,8 @@ from dgcn.training.dgcn import SGDSchedule, train_dgcn
 from stages.app import app
 
 
-def dgcn_step(out: Path) -> None:
-    """One step of a tiny network on 4 random images, batch 4: 2 per rank."""
+def dgcn_step(path: Path, batchnorm: str) -> None:
+    """One step of a tiny network on 4 random images, batch 4: 2 per rank; saved to `path`."""
     distributed.join(torch.device("cpu"))
     rng = np.random.default_rng(0)  # the same data on every rank; each trains on its rows of the batch
     images = [rng.integers(0, 256, (40, 36, 3), dtype=np.uint8) for _ in range(4)]
@@ -32,13 +34,18 @@ def dgcn_step(out: Path) -> None:
     torch.manual_seed(distributed.rank())  # different initial weights: the replica must take rank 0's
     model = build_segmenter("small", 3, width=4)
     before = {name: value.detach().clone() for name, value in model.named_parameters()}
+    buffers_before = {name: value.clone() for name, value in model.named_buffers()}
     schedule = SGDSchedule(lr=0.05, momentum=0.9, weight_decay=0.0, head_lr_mult=10.0, warmup_iters=1,
                            decay_every_epochs=1, decay_gamma=1.0)
     with SupervisionPool(workers=0) as pool:
         train_dgcn(model, images, cues, labels, pool, schedule, geometry=CropGeometry(32), epochs=1, batch_size=4,
-                   seed=0, batchnorm="train")
+                   seed=0, batchnorm=batchnorm)
     after = {name: value.detach().clone() for name, value in model.named_parameters()}
-    torch.save({"before": before, "after": after}, out / f"rank{distributed.rank()}.pt")
+    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, _BatchNorm)]
+    torch.save({"before": before, "after": after, "buffers_before": buffers_before,
+                "buffers_after": dict(model.named_buffers()),
+                "batchnorm": [f"{name}.{key}" for name, layer in layers for key, _ in layer.named_parameters()],
+                "synced": any(isinstance(layer, torch.nn.SyncBatchNorm) for _, layer in layers)}, path)
 
 
 def run_stages(args: list[str]) -> None:
@@ -51,5 +58,6 @@ def run_stages(args: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    dgcn_step(Path(sys.argv[1]))
+    dgcn_step(Path(sys.argv[1]) / f"rank{distributed.rank()}.pt", "train")
+    dgcn_step(Path(sys.argv[1]) / f"batch_stats{distributed.rank()}.pt", "batch_stats")
     run_stages(sys.argv[2:])

@@ -1,8 +1,9 @@
 """What the crf stage does to labels of known quality: the former hard-label unary against the evidence unary.
 
 On the vendored real photos (tests/data/voc-mini, 3 train + 7 val), the ground-truth masks go in three ways: at full
-resolution, and as the export would store them on its grid (longer side 321 at stride 8, e.g. 41x31) or on the former
-square 41x41 grid. Each row gives the mIoU of the labels as they are (for the grids: the export's pseudo-label,
+resolution, and as the export would store them on its grid (export.input_size: null, the native size at stride 8,
+e.g. 63x47 for 500x375; the table in docs was measured at the former longer side 321, 41x31) or on the former square
+41x41 grid. Each row gives the mIoU of the labels as they are (for the grids: the export's pseudo-label,
 `evidence_labels`), after the former crf stage (a hard label at 0.7 or 0.99, the rest spread over the image's other
 classes) and after the current one (`evidence_unary` at several `crf.grown_confidence`). With --artifacts, the same
 columns for a pipeline run's exported evidence (e.g. artifacts/synthetic after `dvc repro export@synthetic`). With
@@ -22,10 +23,10 @@ import numpy as np
 import yaml
 
 from dgcn.crf import iter_dense_crf
-from dgcn.data.loading import long_side_shape
 from dgcn.data.voc import VOCDataset
 from dgcn.evidence import evidence_from_labels, evidence_labels, iter_crf_labels
 from dgcn.metrics import ConfusionMatrix
+from dgcn.pseudo_labels import scale_one_shape
 from dgcn.storage import Evidence, EvidenceStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,10 +91,11 @@ def voc_mini(params: dict) -> list[str]:
     # The export's own cut rule; null (no cut) grows nothing, as a threshold no share exceeds.
     threshold = 1.0 if params["export"]["threshold"] is None else params["export"]["threshold"]
     input_size = params["export"]["input_size"]
+    scale_one = "native" if input_size is None else f"longer side {input_size}"
     grids = {
         "voc-mini ground truth, full resolution": [mask.shape for mask in masks],
-        f"voc-mini ground truth on the export grid (longer side {input_size} / 8)": [
-            tuple(-(-side // 8) for side in long_side_shape(mask.shape, input_size)) for mask in masks],
+        f"voc-mini ground truth on the export grid ({scale_one} / 8)": [
+            tuple(-(-side // 8) for side in scale_one_shape(mask.shape, input_size)) for mask in masks],
         "voc-mini ground truth on a 41x41 grid (the former square export)": [(41, 41)] * len(masks),
     }
     print(f"voc-mini: {len(images)} photos, mIoU of the ground truth through the crf stage", *header(), sep="\n")
