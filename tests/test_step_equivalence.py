@@ -16,7 +16,8 @@ what the published convention changes (printed with -s; the figures are quoted b
   is measured apart;
 - export: flip off (the published evaluate.py has none); the mean of each scale's softmax at the network's grid,
   restricted to the image's classes (published: the scores summed at the image's size, then one softmax).
-BatchNorm: the published mode, train() with frozen affine parameters (published_batchnorm), on both sides.
+BatchNorm: the published mode, train() with frozen affine parameters: train_dgcn's batchnorm="batch_stats" on one
+copy of the initial network, the port's published_batchnorm on the other.
 """
 
 from __future__ import annotations
@@ -117,14 +118,12 @@ def photos(voc_mini: Path) -> Photos:
 
 @pytest.fixture(scope="module")
 def initial() -> SegmentationNet:
-    """The shared initial network, in the published BN mode. The background's score is raised by 3 so that P_0 > 0.7
-    on some pixels: the cut then grows cues (a random head is rarely that confident)."""
+    """The shared initial network, each side sets its BN mode on its copy. The background's score is raised by 3 so
+    that P_0 > 0.7 on some pixels: the cut then grows cues (a random head is rarely that confident)."""
     torch.manual_seed(0)
     model = deeplab_v2(CLASSES)
     with torch.no_grad():
         model.head.branches[0].bias[0] += 3.0
-    # Issue 22 item 3 adds apply_batchnorm_policy(model, "batch_stats"); until it is on main, the same by hand.
-    published_batchnorm(model)
     return model
 
 
@@ -143,7 +142,7 @@ def our_step(initial: SegmentationNet, photos: Photos) -> OurStep:
     with SupervisionPool(workers=0) as pool:
         log = train_dgcn(model, photos.images, photos.cues, photos.labels, pool, schedule,
                          geometry=CropGeometry(CROP), epochs=1, batch_size=len(photos.images), seed=SEED,
-                         batchnorm="train")  # with the affine parameters frozen above: the published BN mode
+                         batchnorm="batch_stats")
     assert len(log.steps) == 1
     return OurStep(log.steps[0], model)
 
@@ -193,6 +192,7 @@ def port_losses(initial: SegmentationNet, images: np.ndarray, cues: np.ndarray, 
     """The published step on a copy of the initial network, our convention wherever an argument is left at its
     default: (its result, the copy, with the gradients when `backward`)."""
     model = copy.deepcopy(initial)
+    published_batchnorm(model)
     scores, features = published_forward(model, images, align_corners=align_corners, memory_format=memory_format)
     result = published_losses(scores, features, images, cues, labels, crf_images=crf_images, crf_floor=crf_floor)
     if backward:
@@ -275,7 +275,8 @@ def test_published_cue_remap_shifts_cues(batch: Batch) -> None:
 def test_one_step_equals_the_published_step(our_step: OurStep, initial: SegmentationNet, batch: Batch) -> None:
     """train_dgcn's one step and the published step on the same batch and initial network: the same losses (relative
     1e-5; ours are logged to 6 decimals) and the same gradients (per parameter, max |difference| / max |gradient| <=
-    1e-4), the same parameters frozen; and the cut grew cues, so the supervision was compared too."""
+    1e-4), the same parameters frozen (batch_stats freezes what the published code does); and the cut grew cues, so
+    the supervision was compared too."""
     images = np.stack([image for image, _ in batch.published])
     cues = np.stack([cues for _, cues in batch.published])
     port, model = port_losses(initial, images, cues, batch.labels, our_crf_images(batch), backward=True)
@@ -355,7 +356,7 @@ def test_padding_counted_as_published_changes_the_step_by(initial: SegmentationN
     with SupervisionPool(workers=0) as pool:
         log = train_dgcn(model, small.images, small.cues, small.labels, pool, SGDSchedule(
             lr=5e-4, momentum=0.9, weight_decay=0.0, head_lr_mult=10.0, warmup_iters=200, decay_every_epochs=3,
-            decay_gamma=0.3), geometry=CropGeometry(CROP), epochs=1, batch_size=2, seed=SEED, batchnorm="train")
+            decay_gamma=0.3), geometry=CropGeometry(CROP), epochs=1, batch_size=2, seed=SEED, batchnorm="batch_stats")
     ours = log.steps[0]
     images = np.stack([image for image, _ in batch.published])
     cues = np.stack([cues for _, cues in batch.published])
@@ -408,13 +409,12 @@ def export_case(voc_mini: Path, initial: SegmentationNet) -> ExportCase:
 
 
 def our_evidence(case: ExportCase, *, flip: bool) -> Evidence:
-    """The export's evidence of the image: iter_pseudo_labels at the native size, no graph cut (pool None)."""
-    # The export resizes the long side to input_size: the image's own long side keeps its native size (issue 22 item 2
-    # makes that `input_size: null`).
+    """The export's evidence of the image: iter_pseudo_labels at the native size (input_size None, as VOC's export
+    runs), no graph cut (pool None)."""
     no_cues = np.zeros((CLASSES, CUE_GRID, CUE_GRID), np.uint8)
     exported = iter_pseudo_labels(case.model, lambda name: case.image, ["window"], [no_cues],
-                                  case.present[None].astype(np.uint8), None, input_size=max(case.image.shape[:2]),
-                                  scales=EXPORT_SCALES, flip=flip, batch_size=1)
+                                  case.present[None].astype(np.uint8), None, input_size=None, scales=EXPORT_SCALES,
+                                  flip=flip, batch_size=1)
     return next(iter(exported)).evidence
 
 
