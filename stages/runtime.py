@@ -1,4 +1,5 @@
-"""What every stage does the same way: seeding, thread count, atomic JSON, the closing summary line."""
+"""What every stage does the same way: its process (one writer per output), seeding, thread count,
+atomic JSON, the closing summary line."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import hashlib
 import json
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,19 @@ from pydantic import BaseModel
 
 import dgcn
 import stages
+from dgcn import distributed
 from dgcn.errors import InputError
 from dgcn.storage import atomic_output
+from dgcn.storage.atomic import output_lock
+
+
+@contextmanager
+def stage_process(out: Path) -> Iterator[None]:
+    """Around every stage command (stages/app.py): hold the lock of its output `out` for the whole run, so that a
+    second run on the same `out` fails at once naming this one (dgcn.storage.atomic.output_lock). Under torchrun only
+    rank 0, the rank that publishes, takes the lock."""
+    with output_lock(out) if distributed.is_main() else nullcontext():
+        yield
 
 
 def seed_everything(seed: int) -> None:
