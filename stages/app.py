@@ -110,7 +110,7 @@ def _clean_errors(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def _stage_process(out: object) -> AbstractContextManager[None]:
-    """A stage (a command with an `--out`): one writer per output (stages.runtime.stage_process).
+    """A stage (a command with an `--out`): one writer per output, ended with its dvc (stages.runtime.stage_process).
     Imported here, not at the top: `--help` imports no stage."""
     if out is None:
         return nullcontext()
