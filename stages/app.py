@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
 import typer
@@ -100,7 +100,7 @@ def _clean_errors(command: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(command)
     def run(*args, **kwargs) -> None:
         try:
-            with sigterm_exits():
+            with sigterm_exits(), _stage_process(kwargs.get("out")):
                 command(*args, **kwargs)
         except Exception as error:
             if not anticipated(error):
@@ -109,6 +109,16 @@ def _clean_errors(command: Callable[..., None]) -> Callable[..., None]:
             raise typer.Exit(1) from error
 
     return run
+
+
+def _stage_process(out: object) -> AbstractContextManager[None]:
+    """A stage (a command with an `--out`): one writer per output, ended with its dvc (stages.runtime.stage_process).
+    Imported here, not at the top: `--help` imports no stage."""
+    if out is None:
+        return nullcontext()
+    from stages.runtime import stage_process
+
+    return stage_process(out)
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -1,4 +1,5 @@
-"""What every stage does the same way: seeding, thread count, atomic JSON, the closing summary line."""
+"""What every stage does the same way: its process (one writer per output, ending with dvc), seeding, thread count,
+atomic JSON, the closing summary line."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import hashlib
 import json
 import os
 import random
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +20,54 @@ from pydantic import BaseModel
 
 import dgcn
 import stages
+from dgcn import distributed
 from dgcn.errors import InputError
 from dgcn.storage import atomic_output
+from dgcn.storage.atomic import output_lock
+from dgcn.workers import end_with, parent_of
+
+# Deeper than any chain of shells, launchers and torchrun between dvc and a stage.
+_MOST_ANCESTORS = 16
+
+
+@contextmanager
+def stage_process(out: Path) -> Iterator[None]:
+    """Around every stage command (stages/app.py): end the stage with SIGTERM (it unwinds and publishes nothing) when
+    the `dvc` process that runs it ends, and hold the lock of its output `out` for the whole run, so that a second run
+    on the same `out` fails at once naming this one (dgcn.storage.atomic.output_lock). Under torchrun only rank 0,
+    the rank that publishes, takes the lock."""
+    lineage = dvc_lineage()
+    if lineage:
+        end_with(lineage, signal.SIGTERM)
+    with output_lock(out) if distributed.is_main() else nullcontext():
+        yield
+
+
+def dvc_lineage() -> list[int]:
+    """The pids from this stage's parent up to the `dvc` process that runs it; [] when no dvc runs it.
+
+    DVC runs a command through `$SHELL -c` (bash execs it, dash stays in between), perhaps under torchrun: every
+    process between inherits the DVC_STAGE variable that DVC sets for the command, and dvc itself is the first one
+    without it. Where /proc is missing, only the parent.
+    """
+    if "DVC_STAGE" not in os.environ:
+        return []
+    lineage = [os.getppid()]
+    while len(lineage) < _MOST_ANCESTORS and _runs_for_dvc(lineage[-1]):
+        parent = parent_of(lineage[-1])
+        if parent is None or parent <= 1:
+            break
+        lineage.append(parent)
+    return lineage
+
+
+def _runs_for_dvc(pid: int) -> bool:
+    """Whether process `pid` was started by DVC for a stage's command (DVC_STAGE in its environment)."""
+    try:
+        environment = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return any(entry.startswith(b"DVC_STAGE=") for entry in environment.split(b"\0"))
 
 
 def seed_everything(seed: int) -> None:

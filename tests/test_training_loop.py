@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import torch
 import dgcn.training.loop as loop
 import dgcn.training.supervised as supervised
 from dgcn.data.augment import CropGeometry
-from dgcn.models.registry import build_segmenter
+from dgcn.models.registry import build_classifier, build_segmenter
 from dgcn.supervision import SupervisionPool
 from dgcn.training.dgcn import SGDSchedule, train_dgcn
 from dgcn.training.loop import TrainingLog, epoch_batches
@@ -191,3 +193,64 @@ def test_unknown_optimizer_is_named() -> None:
         train_segmenter(build_segmenter("small", 2, width=4), images, np.zeros((4, 16, 16), np.uint8),
                         geometry=CropGeometry(16), epochs=1, batch_size=4, lr=0.01, weight_decay=0.0, seed=0,
                         optimizer="adam")
+
+
+# The issue's diverging optimiser: every step multiplies the head's update by 1e30.
+DIVERGING = {"optimizer": "sgd", "lr": 1.0, "momentum": 0.99, "head_lr_mult": 1e30}
+
+
+def diverging_classifier() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (8, 24, 20, 3), dtype=np.uint8)
+    supervised.train_classifier(build_classifier("small", 2, width=4), images,
+                                rng.integers(0, 2, (8, 2)).astype(np.float32), input_size=32, batch_size=2, seed=0,
+                                epochs=3, weight_decay=0.0, **DIVERGING)
+
+
+def diverging_retraining() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    train_segmenter(build_segmenter("small", 2, width=4), images, (images[..., 0] > 128).astype(np.uint8),
+                    geometry=CropGeometry(24), epochs=3, batch_size=2, seed=0, weight_decay=0.0, **DIVERGING)
+
+
+def diverging_dgcn(lr: float = DIVERGING["lr"], head_lr_mult: float = DIVERGING["head_lr_mult"]) -> None:
+    rng = np.random.default_rng(0)
+    cues = np.zeros((8, 3, 8, 8), np.uint8)
+    cues[:, 0, :3], cues[:, 1, 5:] = 1, 1
+    schedule = SGDSchedule(lr=lr, momentum=DIVERGING["momentum"], weight_decay=0.0, head_lr_mult=head_lr_mult,
+                           warmup_iters=0, decay_every_epochs=1, decay_gamma=0.5)
+    with SupervisionPool(workers=0) as pool:
+        train_dgcn(build_segmenter("small", 3, width=4), rng.integers(0, 255, (8, 40, 28, 3), dtype=np.uint8), cues,
+                   np.array([[1, 1, 0]] * 8, np.uint8), pool, schedule, geometry=CropGeometry(32), epochs=3,
+                   batch_size=4, seed=1)
+
+
+def diverging_dgcn_trunk() -> None:
+    """The whole network diverges in one step whose loss is finite: the next step's features are NaN, which the kNN
+    graph of the cut cannot take (`kthvalue(): Expected reduction dim 1 to have non-zero size` before the check)."""
+    diverging_dgcn(lr=1e30, head_lr_mult=1.0)
+
+
+@pytest.mark.parametrize("train", [diverging_classifier, diverging_retraining, diverging_dgcn,
+                                   diverging_dgcn_trunk])
+def test_diverging_training_stops_at_the_first_non_finite_step(train: Callable[[], None],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step named is the first whose losses are not finite, or (DGCN, whose cut cannot run on NaN features) the
+    first whose network output is not: every step before it had finite losses, and no step ran after it."""
+    torch.manual_seed(0)
+    seen: list[dict[str, float]] = []
+    mean_losses = loop.distributed.mean_losses
+    monkeypatch.setattr(loop.distributed, "mean_losses", lambda losses: seen.append(losses) or mean_losses(losses))
+    with pytest.raises(loop.Diverged) as caught:
+        train()
+    found = re.fullmatch(r"(classifier|retrain|dgcn): training diverged in epoch (\d)/3, step (\d)/(\d): (.+); "
+                         r"stopped, nothing saved \(lower the learning rate\)", str(caught.value))
+    assert found, caught.value
+    epoch, step, steps = map(int, found.group(2, 3, 4))
+    before = (epoch - 1) * steps + step - 1  # the steps that ran before the one named
+    assert all(math.isfinite(value) for losses in seen[:before] for value in losses.values())
+    if found[5].startswith("the network's output holds"):
+        assert len(seen) == before
+    else:
+        assert len(seen) == before + 1 and not all(map(math.isfinite, seen[-1].values()))

@@ -19,7 +19,7 @@ from dgcn.precision import FLOAT32, Precision
 from dgcn.supervision import SupervisionPool
 from dgcn.training.batchnorm import apply_batchnorm_policy
 from dgcn.training.loader import EpochLoader, network_input
-from dgcn.training.loop import TrainingLog, fit
+from dgcn.training.loop import TrainingLog, check_finite, fit
 from dgcn.training.optim import sgd_with_head_lr
 from dgcn.training.schedule import warmup_step_decay
 
@@ -88,6 +88,8 @@ def train_dgcn(model: SegmentationNet, images: Indexed, cues: Indexed, image_lab
         probs = smoothed_softmax(out.scores)
         # Padded pixels are no graph nodes (their supervision is their cue: none) and count in no loss.
         features = out.features.detach() if graph_features == "network" else colour_features(grid_images)
+        # A diverged network's NaN features have no nearest neighbours: stop here, not inside the cut.
+        check_finite("the network's output", out.scores.detach(), features)
         # The scheduler counts the steps taken, a resumed run's included.
         growing = scheduler.last_epoch >= growth_start_epoch * len(loader)
         pending = pool.submit(features, probs.detach(), crop_cues.numpy(), [classes[i] for i in indices.tolist()],

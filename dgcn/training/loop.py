@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sized
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from dgcn import distributed
+from dgcn.errors import InputError
 from dgcn.progress import log_line, progress
 
 B = TypeVar("B")
@@ -32,6 +34,18 @@ class TrainingLog:
 
     epochs: list[dict[str, float]]
     steps: list[dict[str, float]]
+
+
+class Diverged(InputError):
+    """Training produced a NaN or an infinity (a loss, the network's output): it stops, and nothing is saved."""
+
+
+def check_finite(what: str, *tensors: torch.Tensor) -> None:
+    """Raise Diverged naming `what` when `tensors` hold a NaN or an infinity: a step checks what it hands on (the
+    network's output to a graph cut) before using it, and fit names the epoch and step."""
+    bad = sum(int((~torch.isfinite(tensor)).sum()) for tensor in tensors)
+    if bad:
+        raise Diverged(f"{what} holds {bad} non-finite values")
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,8 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     Prints one line per epoch on stderr (`<desc> epoch 3/10: loss=0.1234 ... (12.3 s)`, mean losses and wall time,
     checkpoint included), always, so a log keeps the training curve; on a terminal a bar shows the epoch's steps
     meanwhile. Under torchrun (dgcn.distributed) the logged losses are the ranks' mean, the replicas are checked equal
-    after every epoch and rank 0 alone saves.
+    after every epoch and rank 0 alone saves. The first step whose losses are not finite, or whose `step` raises
+    Diverged, ends training with Diverged naming the epoch and step: no step runs on a diverged network.
     """
     log, start = _resume(checkpoint, model, optimizer, scheduler, desc)
     for epoch in range(start, epochs):
@@ -75,8 +90,15 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         title = f"{desc} epoch {epoch + 1}/{epochs}"
         # No end-of-loop line from the bar: the epoch line below says more.
         bar = progress(data, title, summary=False)
-        for batch in bar:
-            losses = distributed.mean_losses(step(batch))
+        for number, batch in enumerate(bar, 1):
+            try:
+                losses = distributed.mean_losses(step(batch))
+                bad = {key: value for key, value in losses.items() if not math.isfinite(value)}
+                if bad:
+                    raise Diverged(format_losses(bad))
+            except Diverged as error:
+                raise Diverged(f"{desc}: training diverged in epoch {epoch + 1}/{epochs}, step {number}/{len(data)}: "
+                               f"{error}; stopped, nothing saved (lower the learning rate)") from None
             scheduler.step()
             log.steps.append({"step": len(log.steps) + 1, **{key: round(value, 6) for key, value in losses.items()}})
             for key, value in losses.items():
