@@ -39,11 +39,19 @@ class Precision:
     def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         """Backward of `loss` and one optimiser step (gradients zeroed by the caller); scaled for fp16, where a step
         with overflowing gradients is skipped and the scale lowered."""
+        self.backward(loss)
+        self.update(optimizer)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward of `loss`, its gradients added to the parameters' (scaled for fp16): call it once per part of an
+        accumulated step, then update()."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def update(self, optimizer: torch.optim.Optimizer) -> None:
+        """One optimiser step on the accumulated gradients (for fp16 skipped on overflow, and the scale adapted)."""
         if self.scaler is None:
-            loss.backward()
             optimizer.step()
             return
-        self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
         self.scaler.update()
 

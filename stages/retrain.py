@@ -72,14 +72,14 @@ def main(
         counts = LabelCounts.of(progress(every_map, desc="counting label pixels"), len(data.class_names))
         weights = counts.inverse_sqrt_frequency() if settings.class_weights == "inverse_sqrt_frequency" else None
         geometry = CropGeometry(settings.crop_size, scale_range=tuple(settings.scale_range),
-                                jitter=ColorJitter(**settings.color_jitter.model_dump()))
-        optimizer = settings.optimizer
+                                jitter=ColorJitter(**settings.color_jitter.model_dump()),
+                                scale_step=settings.scale_step)
+        optimizer = settings.optimizer.model_dump()
         log = train_segmenter(model, NamedFiles(train.dataset.image, names), targets, geometry=geometry,
                               batch_size=settings.batch_size, seed=settings.seed, data_workers=settings.data_workers,
-                              batchnorm=settings.batchnorm, epochs=settings.epochs, lr=optimizer.lr,
-                              weight_decay=optimizer.weight_decay, checkpoint=checkpoint, optimizer=optimizer.name,
-                              momentum=optimizer.momentum, head_lr_mult=optimizer.head_lr_mult,
-                              precision=precision, class_weights=weights).epochs
+                              batchnorm=settings.batchnorm, epochs=settings.epochs, iterations=settings.iterations,
+                              iter_size=settings.iter_size, checkpoint=checkpoint, optimizer=optimizer.pop("name"),
+                              **optimizer, precision=precision, class_weights=weights).epochs
         metrics = {"final_loss": log[-1]["loss"], "labelled_fraction": round(counts.labelled_fraction, 4)}
         metrics |= {} if weights is None else {"class_weights": [round(float(value), 4) for value in weights]}
         metrics |= {} if labels is not None else {"trained_images": len(names)}
@@ -92,4 +92,5 @@ def main(
         write_json(folder / "metrics.json", metrics)
     if checkpoint is not None:
         discard_checkpoint(checkpoint)
-    summary("retrain", labels="ground truth" if ground_truth else labels, epochs=settings.epochs, **metrics)
+    length = {"epochs": settings.epochs} if settings.iterations is None else {"iterations": settings.iterations}
+    summary("retrain", labels="ground truth" if ground_truth else labels, **length, **metrics)

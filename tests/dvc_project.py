@@ -25,7 +25,7 @@ TINY = {
                    "workers": 0, "optimizer": {"lr": 0.01}},
     "export": {"device": "cpu", "input_size": 64, "batch_size": 8, "workers": 0, "shard_images": 16},
     "crf": {"workers": 0},
-    "retrain": {**TINY_NETWORK, "crop_size": 64, "batch_size": 8, "init_from_classifier": True,
+    "retrain": {**TINY_NETWORK, "iterations": None, "crop_size": 64, "batch_size": 8, "init_from_classifier": True,
                 "optimizer": {"name": "adamw", "lr": 0.004}},
     "evaluate": {"device": "cpu", "gallery_train": 1, "gallery_val": 1},
 }

@@ -146,6 +146,19 @@ def test_retrain_scale_is_drawn_from_the_range() -> None:
     assert len(sides) > 5 and min(sides) >= 20 and max(sides) <= 60
 
 
+def test_retrain_scale_is_one_of_the_steps() -> None:
+    """scale_step 0.25: deeplab-pytorch's random choice of 0.5, 0.75, 1, 1.25, 1.5 (base.py:72), each about as often."""
+    geometry = CropGeometry(64, scale_range=(0.5, 1.5), scale_step=0.25)
+    assert geometry.scale_choices.tolist() == [0.5, 0.75, 1.0, 1.25, 1.5]
+    rng = np.random.default_rng(0)
+    heights = [geometry.draw_size(rng, 100, 80)[0] for _ in range(500)]
+    assert sorted(set(heights)) == [50, 75, 100, 125, 150]
+    assert min(heights.count(h) for h in set(heights)) > 70
+    assert CropGeometry(64, scale_range=(1.0, 1.0), scale_step=0.25).draw_size(rng, 100, 80) == (100, 80)
+    with pytest.raises(ValueError, match="scale_step must be > 0 and divide scale_range"):
+        CropGeometry(64, scale_range=(0.5, 1.5), scale_step=0.3)
+
+
 def test_label_map_of_another_size_is_named() -> None:
     data = LabelCrops([np.zeros((10, 8, 3), np.uint8)], [np.zeros((10, 9), np.uint8)], CropGeometry(8))
     with pytest.raises(ValueError, match=r"sample 0: label map \(10, 9\) differs from its image \(10, 8\)"):

@@ -78,14 +78,20 @@ def test_published_geometry_batchnorm_and_head() -> None:
     voc, synthetic = ROOT / "pipelines/voc12.yaml", ROOT / "pipelines/synthetic.yaml"
     dgcn = load_params("train_dgcn", TrainDGCNParams, config=voc, defaults=ROOT / "params.yaml")
     retrain = load_params("retrain", RetrainParams, config=voc, defaults=ROOT / "params.yaml")
-    assert dgcn.arch_options == {"aspp_rates": [12]} and retrain.arch_options == {}
-    assert dgcn.crop_size == retrain.crop_size == 321 and retrain.scale_range == [0.5, 1.5]
+    assert dgcn.arch_options == {"aspp_rates": [12]}
+    assert retrain.arch_options == {"msc_scales": [0.5, 0.75], "resnet": "msra"}  # DeepLabV2_ResNet101_MSC
+    assert dgcn.crop_size == 321 and retrain.crop_size == 381 and retrain.scale_range == [0.5, 1.5]
+    assert retrain.scale_step == 0.25 and retrain.iterations == 10000 and retrain.epochs is None
+    assert retrain.batch_size == 16 and retrain.iter_size == 2  # DeepLab's 8 x ITER_SIZE 2
+    assert (retrain.optimizer.head_lr_mult, retrain.optimizer.head_bias_lr_mult) == (10, 20)
+    assert retrain.optimizer.head_bias_weight_decay == 0 and retrain.pretrained == "deeplabv1_resnet101-coco.pth"
     assert dgcn.batchnorm == "batch_stats" and retrain.batchnorm == "frozen" and dgcn.resize_long is None
     assert dgcn.data_workers == retrain.data_workers == 0
     small = load_params("train_dgcn", TrainDGCNParams, config=synthetic, defaults=ROOT / "params.yaml")
     small_retrain = load_params("retrain", RetrainParams, config=synthetic, defaults=ROOT / "params.yaml")
     assert small.batchnorm == small_retrain.batchnorm == "train" and small.arch_options == {"width": 32}
     assert small.crop_size == small_retrain.crop_size == 96 and small_retrain.scale_range == [1.0, 1.0]
+    assert small_retrain.epochs == 12 and small_retrain.iterations is None and small_retrain.iter_size == 1
 
 
 def test_config_value_wins_and_nested_groups_merge(tmp_path: Path, defaults: Path) -> None:
@@ -114,6 +120,23 @@ def test_crf_kernels_are_dense_crf_keyword_arguments(defaults: Path) -> None:
     inspect.signature(dense_crf).bind(None, None, **kernels)  # TypeError on a name dense_crf does not take
 
 
+def test_test_time_crf_kernels_per_network(tmp_path: Path, defaults: Path) -> None:
+    """DGCN's kernels (dense_crf) for the DGCN network, DeepLab's (POS_XY_STD 1, POS_W 3, BI_XY_STD 67, BI_RGB_STD 3,
+    BI_W 4, 10 iterations) for the retrained network and the upper bound; either set for either network."""
+    from dgcn.crf import dense_crf
+    from stages.schemas.evaluate import EvaluateParams
+
+    dense = load_params("dense_crf", DenseCRFParams, config=None, defaults=defaults)
+    kernels = load_params("evaluate", EvaluateParams, config=None, defaults=defaults).kernels(dense)
+    deeplab = {"gaussian_sxy": 1.0, "gaussian_compat": 3.0, "bilateral_sxy": 67.0, "bilateral_srgb": 3.0,
+               "bilateral_compat": 4.0, "iterations": 10}
+    assert kernels == {"dgcn": dense.kernels(), "retrained": deeplab, "upper_bound": deeplab}
+    inspect.signature(dense_crf).bind(None, None, **deeplab)
+    config = write(tmp_path / "x.yaml", "evaluate: {crf_kernels: {dgcn: deeplab, retrained: dense_crf}}\n")
+    swapped = load_params("evaluate", EvaluateParams, config=config, defaults=defaults).kernels(dense)
+    assert swapped == {"dgcn": deeplab, "retrained": dense.kernels(), "upper_bound": dense.kernels()}
+
+
 @pytest.mark.parametrize(("section", "text", "message"), [
     ("train_dgcn", "train_dgcn: {optimizer: {lr: -1}}",
      "train_dgcn.optimizer.lr: input should be greater than 0 (got -1)"),
@@ -127,7 +150,7 @@ def test_crf_kernels_are_dense_crf_keyword_arguments(defaults: Path) -> None:
     ("prepare", "prepare: {classes: coco}", "prepare.classes: input should be 'voc' or 'synthetic' (got 'coco')"),
     ("retrain", "retrain: {amp: fp32}", "retrain.amp: input should be 'bf16', 'fp16' or 'off' (got 'fp32')"),
     ("retrain", "retrain: {optimizer: 3}",
-     "retrain.optimizer: input should be a valid dictionary or instance of OptimizerParams (got 3)"),
+     "retrain.optimizer: input should be a valid dictionary or instance of RetrainOptimizerParams (got 3)"),
     ("train_dgcn", "train_dgcn: {optimizer: {name: adamw}}",
      "train_dgcn.optimizer.name: the DGCN schedule is SGD with warm-up and step decay: name must be 'sgd' "
      "(got 'adamw')"),
@@ -158,6 +181,13 @@ def test_crf_kernels_are_dense_crf_keyword_arguments(defaults: Path) -> None:
      f"crf.workers: input should be less than or equal to 64 (got {'9' * 77}...)"),
     ("retrain", "retrain: {scale_range: [1.5, 0.5]}",
      "retrain.scale_range: scale_range must be [low, high] with low <= high (got [1.5, 0.5])"),
+    ("retrain", "retrain: {scale_step: 0.3}", "retrain.scale_step: scale_step must divide scale_range [0.5, 1.5] "
+                                               "(got 0.3)"),
+    ("retrain", "retrain: {iterations: null}", "retrain.iterations: set one of epochs and iterations, the other null "
+                                               "(got None)"),
+    ("evaluate", "evaluate: {crf_kernels: {retrained: deep_lab}}",
+     "evaluate.crf_kernels.retrained: input should be 'dense_crf' or 'deeplab' (got 'deep_lab'); did you mean "
+     "'deeplab'?"),
     ("train_dgcn", "train_dgcn: {resize_long: [320]}",
      "train_dgcn.resize_long: list should have at least 2 items after validation, not 1 (got [320])"),
     ("train_dgcn", "train_dgcn: {batchnorm: fixed}", "train_dgcn.batchnorm: input should be 'train', 'frozen' or "
@@ -172,6 +202,15 @@ def test_bad_config_value_names_config_file_and_key(tmp_path: Path, defaults: Pa
                                                      message: str) -> None:
     config = write(tmp_path / "x.yaml", text)
     assert fails(section, defaults=defaults, config=config) == f"{config}: {message}"
+
+
+def test_retrain_length_is_epochs_or_iterations(tmp_path: Path, defaults: Path) -> None:
+    # the defaults count iterations: a config that counts epochs must null them
+    message = fails("retrain", defaults=defaults, config=write(tmp_path / "x.yaml", "retrain: {epochs: 3}\n"))
+    assert message == f"{defaults}: retrain.iterations: set one of epochs and iterations, the other null (got 10000)"
+    config = write(tmp_path / "y.yaml", "retrain: {epochs: 3, iterations: null}\n")
+    params = load_params("retrain", RetrainParams, config=config, defaults=defaults)
+    assert (params.epochs, params.iterations) == (3, None)
 
 
 def _leaf_keys(schema: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:

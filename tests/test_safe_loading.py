@@ -1,4 +1,5 @@
-"""Files from elsewhere (a shared DVC remote) never run code when loaded: models, checkpoints, cue pickles."""
+"""Files from elsewhere (a shared DVC remote) never run code when loaded: models, checkpoints, cue pickles,
+pretrained weights."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from dgcn.cues import export_published_cues, import_published_cues
 from dgcn.errors import InputError, ModelFileError
 from dgcn.model_files import load_model, save_model
 from dgcn.models.registry import build_segmenter
+from dgcn.models.resnet import ResNet101Trunk
+from dgcn.models.weights import load_backbone_weights
 from dgcn.training.loop import fit
 
 
@@ -32,6 +35,14 @@ def test_crafted_model_file_runs_nothing_and_is_named(tmp_path: Path) -> None:
                 "state_dict": Payload(marker)}, path)
     with pytest.raises(ModelFileError, match=rf"^unreadable model file {path}: "):
         load_model(path, "segmenter")
+    assert not marker.exists()
+
+
+def test_crafted_pretrained_weights_run_nothing_and_are_named(tmp_path: Path) -> None:
+    path, marker = tmp_path / "deeplabv1_resnet101-coco.pth", tmp_path / "pwned"
+    torch.save({"layer1.conv1.conv.weight": Payload(marker)}, path)
+    with pytest.raises(ModelFileError, match=rf"^unreadable weights file {path}: "):
+        load_backbone_weights(ResNet101Trunk(), path)
     assert not marker.exists()
 
 

@@ -264,7 +264,7 @@ def _retrain_ground_truth() -> tuple[int, str]:
 def small_retrain(workdir: Path, voc_mini: Path) -> Path:
     """A prepared project whose retrain stage trains a tiny network for 2 epochs; its checkpoints' folder."""
     set_param(workdir / "voc.yaml", "retrain", arch="small", arch_options={"width": 4}, pretrained=None, device="cpu",
-              crop_size=32, batch_size=5, epochs=2)
+              crop_size=32, batch_size=5, epochs=2, iterations=None)
     prepare_voc_mini(voc_mini)
     return workdir / ".scratch/checkpoints/retrain"
 

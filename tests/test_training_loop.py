@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import dgcn.training.loop as loop
+import dgcn.training.retrain as retrain
 import dgcn.training.supervised as supervised
 from dgcn.data.augment import CropGeometry
 from dgcn.models.registry import build_classifier, build_segmenter
@@ -254,3 +255,64 @@ def test_diverging_training_stops_at_the_first_non_finite_step(train: Callable[[
         assert len(seen) == before
     else:
         assert len(seen) == before + 1 and not all(map(math.isfinite, seen[-1].values()))
+
+
+def test_head_biases_get_their_own_rate_and_no_weight_decay() -> None:
+    """DeepLab's groups (main.py get_params): trunk 1x, head weights 10x, head biases 20x without weight decay."""
+    model = build_segmenter("deeplab_v2", 3, aspp_rates=[6, 12])
+    optimizer = sgd_with_head_lr(model, lr=0.01, momentum=0.9, weight_decay=5e-4, head_lr_mult=10.0,
+                                 head_bias_lr_mult=20.0, head_bias_weight_decay=0.0)
+    trunk, weights, biases = optimizer.param_groups
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([0.01, 0.1, 0.2])
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [5e-4, 5e-4, 0.0]
+    branches = model.head.branches
+    assert {id(p) for p in weights["params"]} == {id(branch.weight) for branch in branches}
+    assert {id(p) for p in biases["params"]} == {id(branch.bias) for branch in branches}
+    assert len(trunk["params"]) + 4 == len(list(model.parameters()))
+
+
+def _frozen_retrain(**settings) -> tuple[dict[str, torch.Tensor], TrainingLog, list[float], list[int]]:
+    """A small net retrained with frozen BatchNorm and SGD; its weights, log, the last learning rates and the rows of
+    each loss evaluated."""
+    rates, rows = [], []
+
+    def spy(model, **kwargs):
+        rates.append(sgd_with_head_lr(model, **kwargs))
+        return rates[-1]
+
+    loss = retrain.segmentation_loss
+    torch.manual_seed(0)
+    model = build_segmenter("small", 2, width=4)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (12, 24, 24, 3), dtype=np.uint8)
+    labels = (images[..., 0] > 128).astype(np.uint8)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(supervised, "sgd_with_head_lr", spy)
+        patch.setattr(retrain, "segmentation_loss", lambda out, *args: rows.append(len(out.scores)) or loss(out, *args))
+        log = train_segmenter(model, images, labels, geometry=CropGeometry(24), batch_size=4, lr=0.01,
+                              weight_decay=5e-4, seed=0, batchnorm="frozen", optimizer="sgd", **settings)
+    return model.state_dict(), log, [group["lr"] for group in rates[0].param_groups], rows
+
+
+def test_iterations_count_optimiser_steps_across_epochs() -> None:
+    """10000 iterations as DeepLab counts them: 5 steps of 3-batch epochs are 2 epochs, the second cut short, and
+    poly reaches 0 at the last step."""
+    _, log, rates, _ = _frozen_retrain(iterations=5)
+    assert len(log.steps) == 5 and [row["epoch"] for row in log.epochs] == [1, 2]
+    assert log.epochs[1]["loss"] == pytest.approx((log.steps[3]["loss"] + log.steps[4]["loss"]) / 2, abs=1e-6)
+    assert rates == [0.0, 0.0]
+    with pytest.raises(ValueError, match="give either epochs or iterations"):
+        _frozen_retrain(iterations=5, epochs=2)
+
+
+def test_a_batch_in_parts_takes_the_same_step() -> None:
+    """iter_size (DeepLab's ITER_SIZE): with frozen BatchNorm, 2 parts of 2 accumulate the gradient of the batch of 4;
+    3 parts of 4 rows (2 + 1 + 1) too, each part weighted by its rows."""
+    whole, whole_log, _, rows = _frozen_retrain(epochs=2)
+    assert rows == [4] * 6
+    for parts, split in ((2, [2, 2]), (3, [2, 1, 1])):
+        state, log, _, rows = _frozen_retrain(epochs=2, iter_size=parts)
+        assert rows == split * 6
+        assert [row["loss"] for row in log.steps] == pytest.approx([row["loss"] for row in whole_log.steps], rel=1e-5)
+        for name, value in whole.items():
+            torch.testing.assert_close(state[name], value, rtol=1e-4, atol=1e-6)

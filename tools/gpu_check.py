@@ -83,7 +83,7 @@ def pipeline_config(size: Sizes) -> dict:
         "export": {"device": size.device, "amp": size.amp, "input_size": size.input_size, "scales": size.export_scales,
                    "flip": size.flip, "batch_size": 4, "workers": size.workers, "shard_images": 2},
         "crf": {"workers": size.workers},
-        "retrain": {**network, "crop_size": size.input_size, "batch_size": 3},
+        "retrain": {**network, "iterations": None, "crop_size": size.input_size, "batch_size": 3},
         "evaluate": {"device": size.device, "scales": size.export_scales, "flip": size.flip, "crf": size.evaluate_crf,
                      "gallery_train": 1, "gallery_val": 1},
     }

@@ -128,15 +128,17 @@ class CropGeometry:
     """How a training sample is cut from its native-size image.
 
     crop_size: side of the square network input. scale_range: the image is first rescaled by a factor drawn
-    uniformly from [low, high] (DeepLab retraining: 0.5-1.5; (1, 1) = native size). resize_long: or, instead, its long
-    side is resized to an integer drawn from [low, high] (the extended DGCN recipe: 320-640; None = off).
-    jitter: colour jitter (off by default).
+    uniformly from [low, high] (DeepLab retraining: 0.5-1.5; (1, 1) = native size); with scale_step, drawn instead
+    from low, low + step, ..., high with equal chances (deeplab-pytorch: one of 0.5, 0.75, 1, 1.25, 1.5).
+    resize_long: or, instead, its long side is resized to an integer drawn from [low, high] (the extended DGCN recipe:
+    320-640; None = off). jitter: colour jitter (off by default).
     """
 
     crop_size: int
     scale_range: tuple[float, float] = (1.0, 1.0)
     resize_long: tuple[int, int] | None = None
     jitter: ColorJitter = ColorJitter()
+    scale_step: float | None = None
 
     def __post_init__(self) -> None:
         low, high = self.scale_range
@@ -149,6 +151,19 @@ class CropGeometry:
                 raise ValueError(f"resize_long must be 1 <= low <= high, got {self.resize_long}")
             if (low, high) != (1.0, 1.0):
                 raise ValueError("give either scale_range or resize_long, not both")
+        if self.scale_step is not None:
+            count = (high - low) / self.scale_step if self.scale_step > 0 else -1.0
+            if count < 0 or abs(count - round(count)) > 1e-6:
+                raise ValueError(f"scale_step must be > 0 and divide scale_range {self.scale_range}, "
+                                 f"got {self.scale_step}")
+
+    @property
+    def scale_choices(self) -> np.ndarray | None:
+        """The scales drawn from with scale_step (low, low + step, ..., high); None without a step."""
+        if self.scale_step is None:
+            return None
+        low, high = self.scale_range
+        return np.linspace(low, high, round((high - low) / self.scale_step) + 1)
 
     def draw_size(self, rng: np.random.Generator, height: int, width: int) -> tuple[int, int]:
         """The (height, width) the image is resized to before cropping; the native size when neither is set."""
@@ -158,7 +173,9 @@ class CropGeometry:
         low, high = self.scale_range
         if low == high == 1.0:
             return height, width
-        return scaled_size(height, width, rng.uniform(low, high))
+        choices = self.scale_choices
+        scale = rng.uniform(low, high) if choices is None else float(choices[rng.integers(len(choices))])
+        return scaled_size(height, width, scale)
 
     def place(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Crop]:
         """(H, W, 3) uint8 -> the resized, jittered image and a random crop of it (draws in that order)."""

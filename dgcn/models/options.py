@@ -8,7 +8,7 @@ total=False: an option left out takes the builder's default.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, with_config
 from typing_extensions import TypedDict  # pydantic needs typing_extensions' TypedDict before Python 3.12
@@ -34,15 +34,26 @@ class SmallSegmenterOptions(SmallTrunkOptions, total=False):
 
 
 @with_config(_CONFIG)
-class DeepLabV2Options(TypedDict, total=False):
+class ResNetTrunkOptions(TypedDict, total=False):
+    """dgcn.models.resnet.ResNet101Trunk (the trunk of deeplab_v2 and of the ResNet classifiers)."""
+
+    resnet: Annotated[Literal["torchvision", "msra"], Field(
+        description="torchvision's ResNet, or the MSRA (caffe) ResNet of deeplab-pytorch's weights")]
+
+
+@with_config(_CONFIG)
+class DeepLabV2Options(ResNetTrunkOptions, total=False):
     """dgcn.models.deeplab_v2.deeplab_v2."""
 
     aspp_rates: Dilations
+    msc_scales: Annotated[list[Annotated[float, Field(gt=0, le=4)]], Field(
+        description="DeepLab's multi-scale inputs: extra input scales whose scores are max-fused with the scale-1 "
+                    "scores (published [0.5, 0.75]); [] = single scale")]
 
 
 @with_config(_CONFIG)
 class NoOptions(TypedDict, total=False):
-    """A builder without options (deeplab_v3; the ResNet-101 trunk of a classifier)."""
+    """A builder without options (deeplab_v3)."""
 
 
 @with_config(_CONFIG)
@@ -62,8 +73,8 @@ SEGMENTER_OPTIONS: dict[str, type] = {
 # ... and of the CAM classifier's trunk (dgcn.models.classifier.TRUNK_BUILDERS), which the cues stage builds
 TRUNK_OPTIONS: dict[str, type] = {
     "small": SmallTrunkOptions,
-    "deeplab_v2": NoOptions,
-    "deeplab_v3": NoOptions,
+    "deeplab_v2": ResNetTrunkOptions,
+    "deeplab_v3": ResNetTrunkOptions,
     "hrnet": HRNetOptions,
 }
 

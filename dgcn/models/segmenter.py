@@ -61,10 +61,15 @@ class Trunk(nn.Module):
 
 
 class SegmentationOutput(NamedTuple):
-    """scores: (B, C, h, w) float class scores (logits); features: (B, D, h, w) float DGCN graph features."""
+    """scores: (B, C, h, w) float class scores (logits); features: (B, D, h, w) float DGCN graph features.
+
+    scale_scores: a multi-scale network's scores of each input scale, each at its own grid (scale 1 first); `scores`
+    is then their fusion on the scale-1 grid. Empty for a single-scale network.
+    """
 
     scores: Tensor
     features: Tensor
+    scale_scores: tuple[Tensor, ...] = ()
 
 
 def check_images(x: Tensor) -> None:

@@ -69,8 +69,9 @@ def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> l
 def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler, step: Callable[[B], dict[str, float]],
         batches: Callable[[int], EpochData[B]], epochs: int, checkpoint: Path | None = None,
-        desc: str = "training") -> TrainingLog:
-    """Run `epochs` epochs of `step(batch) -> losses` over `batches(epoch)`, stepping the scheduler per iteration.
+        desc: str = "training", max_steps: int | None = None) -> TrainingLog:
+    """Run `epochs` epochs of `step(batch) -> losses` over `batches(epoch)`, stepping the scheduler per iteration;
+    with `max_steps`, stop after that many steps in all (the last epoch cut short).
 
     Returns the loss log (per epoch and per step). With `checkpoint`, the state after every epoch is saved there and
     an interrupted run resumes from the last completed epoch, saying so; a damaged checkpoint is set aside with a
@@ -90,7 +91,11 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         title = f"{desc} epoch {epoch + 1}/{epochs}"
         # No end-of-loop line from the bar: the epoch line below says more.
         bar = progress(data, title, summary=False)
+        count = 0
         for number, batch in enumerate(bar, 1):
+            if max_steps is not None and len(log.steps) >= max_steps:
+                break
+            count += 1
             try:
                 losses = distributed.mean_losses(step(batch))
                 bad = {key: value for key, value in losses.items() if not math.isfinite(value)}
@@ -104,7 +109,7 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0.0) + value
             bar.set_postfix({key: f"{value:.3f}" for key, value in losses.items()})
-        means = {key: round(value / len(data), 6) for key, value in totals.items()}
+        means = {key: round(value / count, 6) for key, value in totals.items()}
         log.epochs.append({"epoch": epoch + 1, **means})
         distributed.check_replicas(model)
         if checkpoint is not None and distributed.is_main():
