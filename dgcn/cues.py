@@ -34,7 +34,7 @@ from dgcn.storage.zarr_store import (
 )
 
 FORMAT_NAME = "dgcn-cues"
-FORMAT_VERSION = 2  # 2: checksums, layout, provenance, dimension names
+FORMAT_VERSION = 3  # 2: checksums, layout, provenance, dimension names; 3: shard digests covering the store
 
 
 def _check_unit_interval(value: float, name: str) -> None:
@@ -165,7 +165,7 @@ def write_cue_store(
 ) -> None:
     """Write cues (N, C, G, G) uint8 and image_labels (N, C) uint8 as a deterministic Zarr v3 group, atomically.
 
-    Layout (format "dgcn-cues", version 2): arrays `cues` (image, class, y, x; sharded, one image per inner chunk),
+    Layout (format "dgcn-cues", version 3): arrays `cues` (image, class, y, x; sharded, one image per inner chunk),
     `image_labels` (image, class), `names` (image); attributes `class_names`, `grid` (G), `provenance` and `layout`
     (see dgcn.storage.zarr_store).
     """
@@ -183,7 +183,7 @@ def write_cue_store(
         array = create_image_array(group, "cues", cues.shape, shard_images, 0, ["image", "class", "y", "x"])
         for start in range(0, len(names), shard_images):
             array[start : start + shard_images] = cues[start : start + shard_images]
-        record_layout(group)
+        record_layout(group, temporary)
 
 
 class CueStore(NamedImageStore):
