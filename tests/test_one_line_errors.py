@@ -212,7 +212,7 @@ CASES = {
                                        "train_dgcn.crop_size"),
     "export grid below knn_k": Case(lambda: edit_yaml("own.yaml", {"export": {"input_size": 32, "scales": [0.25]}}),
                                     "export", "graph_cut.knn_k = 10 exceeds the 4 nodes of the 2 x 2 feature grid of "
-                                              "the narrowest training image at export.input_size 32 x scale 0.25"),
+                                              "the smallest training image at export.input_size 32 x scale 0.25"),
     # point 5: tracebacks where one line is due
     "mask name not UTF-8": Case(non_utf8_mask_name, "prepare", "data/masks: file name b'\\xff.png' is not UTF-8"),
     "crf: evidence of other classes": Case(evidence_with_an_extra_class, "crf",
