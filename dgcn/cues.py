@@ -12,7 +12,7 @@ import pickle
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -34,7 +34,7 @@ from dgcn.storage.zarr_store import (
 )
 
 FORMAT_NAME = "dgcn-cues"
-FORMAT_VERSION = 2  # 2: checksums, layout, provenance, dimension names
+FORMAT_VERSION = 3  # 2: checksums, layout, provenance, dimension names; 3: shard digests covering the store
 
 
 def _check_unit_interval(value: float, name: str) -> None:
@@ -165,7 +165,7 @@ def write_cue_store(
 ) -> None:
     """Write cues (N, C, G, G) uint8 and image_labels (N, C) uint8 as a deterministic Zarr v3 group, atomically.
 
-    Layout (format "dgcn-cues", version 2): arrays `cues` (image, class, y, x; sharded, one image per inner chunk),
+    Layout (format "dgcn-cues", version 3): arrays `cues` (image, class, y, x; sharded, one image per inner chunk),
     `image_labels` (image, class), `names` (image); attributes `class_names`, `grid` (G), `provenance` and `layout`
     (see dgcn.storage.zarr_store).
     """
@@ -183,7 +183,7 @@ def write_cue_store(
         array = create_image_array(group, "cues", cues.shape, shard_images, 0, ["image", "class", "y", "x"])
         for start in range(0, len(names), shard_images):
             array[start : start + shard_images] = cues[start : start + shard_images]
-        record_layout(group)
+        record_layout(group, temporary)
 
 
 class CueStore(NamedImageStore):
@@ -224,18 +224,79 @@ def _read_input_list(input_list_path: Path) -> list[tuple[str, int]]:
 
 
 class _CuePickle(pickle.Unpickler):
-    """Unpickles only what the published cue format holds: builtin containers, numpy arrays, dtypes and scalars."""
+    """Unpickles only what the published cue format holds: builtin containers, numpy arrays, dtypes and scalars; and
+    only arrays of plain numbers whose sizes the file's own bytes account for (a 100-byte pickle could otherwise ask
+    numpy for terabytes, or for object arrays)."""
 
     _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
                 ("numpy._core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"),
                 # protocol 2 stores an array's bytes as _codecs.encode(str, "latin1") or bytes(...)
                 ("_codecs", "encode"), ("builtins", "bytes"), ("__builtin__", "bytes")}
 
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        super().__init__(file, encoding="latin1")  # the published file was written by Python 2
+        # an array's bytes are in the file: all of them together may not exceed it (a margin for small files)
+        self._budget = max(4 * size, 1 << 20)
+        unpickler = self
+
+        class CheckedArray(np.ndarray):
+            """numpy's pickled arrays are filled by __setstate__: checked before numpy allocates."""
+
+            def __setstate__(self, state: tuple) -> None:
+                shape, dtype = state[-4:-2] if isinstance(state, tuple) and len(state) >= 4 else (None, None)
+                unpickler._allocate(shape, dtype)
+                super().__setstate__(state)
+
+        self._array_class = CheckedArray
+
+    def _allocate(self, shape: Any, dtype: Any) -> None:
+        """Refuse an array that is not of plain numbers, or whose bytes exceed what is left of the budget."""
+        if not isinstance(dtype, np.dtype) or dtype.hasobject:
+            raise pickle.UnpicklingError(f"refused an array of dtype {dtype!r}: only arrays of numbers")
+        if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
+            raise pickle.UnpicklingError(f"refused an array of shape {shape!r}")
+        size = math.prod(shape) * dtype.itemsize
+        if size > self._budget:
+            raise pickle.UnpicklingError(f"refused an array of shape {shape} {dtype}: {size} bytes, more than the "
+                                         "file holds")
+        self._budget -= size
+
+    def _reconstruct(self, subtype: type, shape: Any, dtype: Any) -> np.ndarray:
+        """numpy's own pickles ask for an empty array here, then fill it (CheckedArray.__setstate__)."""
+        try:
+            checked = np.dtype(dtype)
+        except TypeError as error:
+            raise pickle.UnpicklingError(f"refused dtype {dtype!r}") from error
+        self._allocate(shape, checked)
+        return np.ndarray.__new__(self._array_class, shape, checked)
+
     def find_class(self, module: str, name: str) -> Any:
         module = module.replace("numpy.core.", "numpy._core.")  # Python 2 / numpy 1 pickles name numpy.core
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refused to load {module}.{name}: only containers and numpy arrays")
+        if (module, name) == ("numpy", "ndarray"):
+            return self._array_class
+        if name == "_reconstruct":
+            return self._reconstruct
         return super().find_class(module, name)
+
+
+def _indices(value: Any, limit: int, cap: int, where: str, what: str) -> np.ndarray:
+    """(n,) int64 of an index list of a cue pickle: integers (a list, or an integer array) in 0..limit-1, at most `cap`
+    of them (checked before the list is converted: a crafted list may be huge)."""
+    try:
+        count = len(value)
+        array = np.asarray(value).reshape(-1) if count <= cap else None
+    except (TypeError, ValueError, OverflowError) as error:  # not a sequence, ragged, ...
+        raise InputError(f"{where}: {what} are not a flat list of integers (a {type(value).__name__})") from error
+    if array is None or array.size > cap:
+        raise InputError(f"{where}: {count} {what}, more than the {cap} an image can have")
+    if array.size and array.dtype.kind not in "iu":  # floats would be truncated, strings parsed: neither is an index
+        raise InputError(f"{where}: {what} are {array.dtype} values, not integers")
+    array = array.astype(np.int64)
+    if array.size and (array.min() < 0 or array.max() >= limit):
+        raise InputError(f"{where}: {what} outside 0..{limit - 1}")
+    return array
 
 
 def import_published_cues(
@@ -245,14 +306,15 @@ def import_published_cues(
 
     The pickle maps '<idx>_labels' to the present foreground classes and '<idx>_cues' to (class, row, col) arrays;
     `<idx>` comes from `input_list_path`. Overlapping cues stay multi-hot as published. The pickle is read by a
-    restricted unpickler that admits only containers and numpy arrays, so a crafted file cannot run code.
+    restricted unpickler that admits only containers and numpy arrays of numbers, so a crafted file cannot run code or
+    exhaust memory; every index must be an integer in range.
     """
     pickle_path, input_list_path = Path(pickle_path), Path(input_list_path)
     entries = _read_input_list(input_list_path)
     names = check_names([name for name, _ in entries], str(input_list_path))
     with pickle_path.open("rb") as file:
-        try:  # the published file was written by Python 2
-            published = _CuePickle(file, encoding="latin1").load()
+        try:
+            published = _CuePickle(file, pickle_path.stat().st_size).load()
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
                 ValueError) as error:
             raise InputError(f"{pickle_path}: not a DSRG/DGCN cue pickle: {error}") from error
@@ -265,17 +327,16 @@ def import_published_cues(
         where = f"{pickle_path}, image {name!r} (idx {idx})"
         if f"{idx}_labels" not in published or f"{idx}_cues" not in published:
             raise InputError(f"{where}: keys '{idx}_labels' / '{idx}_cues' are missing")
-        labels = np.asarray(published[f"{idx}_labels"], dtype=np.int64).reshape(-1)
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise InputError(f"{where}: labels {labels.tolist()} outside 0..{num_classes - 1}")
-        image_labels[i, labels] = 1
+        image_labels[i, _indices(published[f"{idx}_labels"], num_classes, num_classes, where, "labels")] = 1
         triple = published[f"{idx}_cues"]
-        if len(triple) != 3 or len({len(axis) for axis in triple}) != 1:
+        if not isinstance(triple, tuple | list) or len(triple) != 3:
+            raise InputError(f"{where}: cues must be three equally long arrays (class, row, col), got "
+                             f"{type(triple).__name__}")
+        classes, rows, cols = (_indices(axis, limit, num_classes * grid * grid, where, f"cue {what} indices")
+                               for axis, limit, what in zip(triple, (num_classes, grid, grid), ("class", "row", "col"),
+                                                            strict=True))
+        if not len(classes) == len(rows) == len(cols):
             raise InputError(f"{where}: cues must be three equally long arrays (class, row, col)")
-        classes, rows, cols = (np.asarray(axis, dtype=np.int64) for axis in triple)
-        for values, limit, what in ((classes, num_classes, "class"), (rows, grid, "row"), (cols, grid, "col")):
-            if values.size and (values.min() < 0 or values.max() >= limit):
-                raise InputError(f"{where}: cue {what} indices outside 0..{limit - 1}")
         if not image_labels[i, classes].all():
             raise InputError(f"{where}: cues for classes {sorted(set(classes.tolist()))} not all among its labels")
         cues[i, classes, rows, cols] = 1

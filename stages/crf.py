@@ -36,8 +36,7 @@ def main(
     data = Manifest.load(manifest)
     store = EvidenceStore(evidence)
     train = data.train
-    train.check_store(store.names, evidence, "export")
-    data.check_classes(store.class_names, evidence, "export")
+    data.check_upstream(store, evidence, "export")
     num_classes = len(data.class_names)
 
     distributed.join(torch.device("cpu"))  # under torchrun: each rank refines its shards, rank 0 writes them all
@@ -53,10 +52,11 @@ def main(
         return
     scored = set(train.scored())
     scores = ConfusionMatrix(num_classes)
+    origin = data.stamp(provenance("crf", [settings, kernels], [manifest, evidence]))
     with (staged_directory(out) as folder,
           LabelStoreWriter(folder / "crf_labels.zarr", train.names, train.sizes, list(data.class_names),
                            voc_palette()[:num_classes], shard_images=store.shard_images,
-                           provenance=provenance("crf", [settings, kernels], [manifest, evidence])) as writer):
+                           provenance=origin) as writer):
         for start, shard in shards:
             writer.write(start, shard)
             for i, labels in enumerate(shard, start):

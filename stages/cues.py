@@ -28,7 +28,7 @@ from dgcn.precision import Precision
 from dgcn.progress import progress
 from dgcn.storage import LabelStore, LabelStoreWriter, staged_directory
 from dgcn.training.supervised import train_classifier
-from stages.manifest import Manifest
+from stages.manifest import Manifest, check_utf8_names
 from stages.options import CONFIG, DEFAULTS, MANIFEST
 from stages.params import load_params
 from stages.runtime import (
@@ -91,7 +91,7 @@ def main(
     with staged_directory(out) as folder:
         save_model(folder / "classifier.pt", model, kind="classifier", arch=settings.arch,
                    num_outputs=len(data.class_names) - 1, options=settings.arch_options)
-        origin = provenance("cues", [settings], [manifest, *_sources(settings, data.root, saliency)])
+        origin = data.stamp(provenance("cues", [settings], [manifest, *_sources(settings, data.root, saliency)]))
         write_cue_store(folder / "cues.zarr", train.names, cues, cue_labels, list(data.class_names), provenance=origin)
         _write_cam_labels(folder / "cam_labels.zarr", data, cams, settings.cam_background, origin)
         metrics = _score(data, cues, LabelStore(folder / "cam_labels.zarr")) | extra
@@ -122,6 +122,7 @@ def _saliency_folder(settings: CuesParams, root: Path) -> Path | None:
     if not folder.is_dir():
         raise FileNotFoundError(f"saliency folder not found: {folder} (cues.saliency_dir, relative to the data root; "
                                 "null gives a CAM-only background)")
+    check_utf8_names(folder)
     return folder
 
 

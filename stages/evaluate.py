@@ -57,8 +57,17 @@ def main(
     not_scored = {} if val_scored else {"val": "no val image has a ground-truth mask"}
     if not data.train.scored():  # the upper_bound stage had nothing to train on
         not_scored["upper_bound"] = "no training image has a ground-truth mask"
-    models = {role: load_model(path, "segmenter").to(device) for role, path in
-              (("dgcn", dgcn_model), ("retrained", model), ("upper_bound", upper_bound)) if role not in not_scored}
+    # stale or swapped upstream files fail here, before the long part: each store its stage's, of this manifest
+    stores = (CueStore(cues), LabelStore(pseudo_labels), LabelStore(crf_labels))
+    for store, path, stage in zip(stores, (cues, pseudo_labels, crf_labels), ("cues", "export", "crf"), strict=True):
+        data.check_upstream(store, path, stage)
+    models = {}
+    for role, path, stage in (("dgcn", dgcn_model, "train_dgcn"), ("retrained", model, "retrain"),
+                              ("upper_bound", upper_bound, "upper_bound")):
+        if role not in not_scored:
+            models[role] = load_model(path, "segmenter")
+            data.check_network(models[role], path, stage)
+            models[role].to(device)
     crf_kernels = kernels["retrained"] if settings.crf else None
     # The retrained networks are scored as evaluate.crf says; the DGCN network both ways (the published 60.8 is its
     # multi-scale + flip score; its evaluation code also reports it after the dense CRF).
@@ -80,7 +89,6 @@ def main(
     elif "upper_bound" in not_scored:
         figures["upper_bound_val_miou"] = None
     names = list(data.class_names)
-    stores = (CueStore(cues), LabelStore(pseudo_labels), LabelStore(crf_labels))
     stats = _label_stats(data, stores[1:], upstream) | {f"{role}_not_scored": reason for role, reason in
                                                         not_scored.items()}
     stats |= {"val_scored_images": len(data.val.scored()),

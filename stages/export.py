@@ -15,7 +15,7 @@ from dgcn.metrics import ConfusionMatrix
 from dgcn.model_files import load_model
 from dgcn.precision import Precision
 from dgcn.progress import progress
-from dgcn.pseudo_labels import evidence_grid, iter_pseudo_labels
+from dgcn.pseudo_labels import evidence_grid, iter_pseudo_labels, scale_one_shape
 from dgcn.storage import EvidenceStoreWriter, LabelStoreWriter, staged_directory
 from dgcn.supervision import SupervisionPool
 from stages.manifest import Manifest
@@ -48,17 +48,20 @@ def main(
     data = Manifest.load(manifest)
     set_threads()
     loaded = load_model(model, "segmenter")
+    data.check_network(loaded, model, "train_dgcn")
     device = distributed.join(resolve_device(settings.device, "export.device"))
     network = Precision(settings.amp, device, "export.amp").wrap(loaded.to(device))
     cue_store = CueStore(cues)
     train = data.train
-    train.check_store(cue_store.names, cues, "cues")
+    data.check_upstream(cue_store, cues, "cues")
+    if settings.threshold is not None:
+        _check_cut_grid(cut, settings, train.sizes, loaded.output_stride)
     num_classes = len(data.class_names)
     scored = set(train.scored())
     pseudo_scores, network_scores = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
     palette = voc_palette()[:num_classes].tolist()
     grid = evidence_grid(network, train.sizes, settings.input_size)
-    origin = provenance("export", [settings, cut], [manifest, cues, model])
+    origin = data.stamp(provenance("export", [settings, cut], [manifest, cues, model]))
     mine = distributed.my_shards(len(train.names), settings.shard_images)
     # export.threshold null: no cut, no pool (iter_pseudo_labels takes None).
     cutter = nullcontext() if settings.threshold is None else SupervisionPool(
@@ -93,3 +96,14 @@ def main(
             write_json(folder / "metrics.json", metrics)
     summary("export", images=len(train.names), **metrics)
 
+
+def _check_cut_grid(cut: GraphCutParams, settings: ExportParams, sizes: list[tuple[int, int]], stride: int) -> None:
+    """The cut runs on the features of the scale-1 pass (of the first scale when 1 is not among them), on each image's
+    own grid: the image with the fewest grid nodes must hold graph_cut.knn_k."""
+    scale = 1.0 if 1.0 in settings.scales else settings.scales[0]
+    grids = [[-(-round(side * scale) // stride) for side in scale_one_shape(size, settings.input_size)]
+             for size in sizes]
+    height, width = min(grids, key=lambda grid: grid[0] * grid[1])
+    size = "its native size" if settings.input_size is None else f"export.input_size {settings.input_size}"
+    cut.check_nodes(height * width, f"the {height} x {width} feature grid of the smallest training image at {size} x "
+                                    f"scale {scale:g}", "raise export.input_size or its scale")

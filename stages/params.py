@@ -9,8 +9,11 @@ schemas' base class and the field types several sections share; each section's s
 from __future__ import annotations
 
 import difflib
+import itertools
+import math
 import re
-from pathlib import Path
+from collections.abc import Hashable
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
@@ -47,9 +50,15 @@ Device = Annotated[str, Field(min_length=1, description="cpu (byte-identical art
 Amp = Annotated[Literal["bf16", "fp16", "off"], BeforeValidator(lambda value: "off" if value is False else value),
                 Field(description="mixed precision of the network on CUDA: autocast to bf16, or fp16 with gradient "
                                   "scaling; off: float32 (the only choice on the CPU)")]
-Seed = Annotated[int, Field(ge=0)]
+# numpy's legacy np.random.seed, which seed_everything calls, takes 0 .. 2**32 - 1 (torch takes more)
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Epochs = Annotated[int, Field(ge=1)]
 BatchSize = Annotated[int, Field(ge=1)]
+
+
+def inside_root(path: object) -> bool:
+    """Whether `path` is a relative path that stays inside the folder it is relative to (no `..`)."""
+    return isinstance(path, str | PurePath) and not PurePath(path).is_absolute() and ".." not in PurePath(path).parts
 
 
 def check_range(values: list, name: str) -> list:
@@ -59,8 +68,27 @@ def check_range(values: list, name: str) -> list:
     return values
 
 
+# The most values a params file may hold once its aliases are expanded: the committed params.yaml holds a few hundred;
+# a "billion laughs" file (aliases of aliases: shared, not copied, by the loader) expands to billions in any walk.
+MAX_VALUES = 100_000
+
+
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when built with it: 10x faster
-    """PyYAML (YAML 1.1) reads `1e-4` as a string; DVC's YAML 1.2 reads it as a float, and so do we."""
+    """PyYAML (YAML 1.1) reads `1e-4` as a string; DVC's YAML 1.2 reads it as a float, and so do we. A key written
+    twice in one mapping is an error (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable):  # an unhashable key is refused by PyYAML itself below
+                if key in seen:
+                    raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                            f"found duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -68,6 +96,12 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
 )
+
+# The top-level keys of a params file: the sections (those of tools.params_schema.SECTIONS, which imports every
+# schema and so may not be imported here; a test keeps the two equal) and, in params.yaml alone, DVC's template vars.
+SECTIONS = ("synthesize", "prepare", "graph_cut", "dense_crf", "cues", "train_dgcn", "export", "crf", "retrain",
+            "retrain_labels", "evaluate")
+VARIABLES = ("datasets", "synthetic_datasets")
 
 
 # Mappings replaced whole, not merged: a network's builder options belong to its arch, so a config that picks another
@@ -88,11 +122,22 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def load_params(section: str, schema: type[S], *, config: Path | None, defaults: Path = Path("params.yaml")) -> S:
-    """Section `section` of `defaults` deep-merged with the same section of `config` (if any), checked by `schema`."""
-    values = _section(_read(defaults), section, defaults, hint="")
+    """Section `section` of `defaults` deep-merged with the same section of `config` (if any), checked by `schema`;
+    the defaults' section alone is checked too (a bad default that this config overrides is still a bad default)."""
+    values = _section(_read(defaults, (*SECTIONS, *VARIABLES)), section, defaults, hint="")
     overrides = {}
     if config is not None:
-        overrides = _section(_read(config), section, config, hint=f" (write '{section}: {{}}' when nothing differs)")
+        overrides = _section(_read(config, SECTIONS), section, config,
+                             hint=f" (write '{section}: {{}}' when nothing differs)")
+    params = _validated(schema, section, values, overrides, defaults=defaults, config=config)
+    if overrides:
+        _validated(schema, section, values, {}, defaults=defaults, config=None)
+    return params
+
+
+def _validated(schema: type[S], section: str, values: dict, overrides: dict, *, defaults: Path,
+               config: Path | None) -> S:
+    """`values` merged with `overrides`, checked by `schema`; a ParamsError naming the file that set a bad value."""
     try:
         return schema.model_validate(merge(values, overrides))
     except ValidationError as error:
@@ -100,8 +145,8 @@ def load_params(section: str, schema: type[S], *, config: Path | None, defaults:
         raise ParamsError(_explain(first, section, schema, overrides, defaults=defaults, config=config)) from None
 
 
-def _read(path: Path) -> dict:
-    """The YAML mapping of sections in `path`."""
+def _read(path: Path, known: tuple[str, ...]) -> dict:
+    """The YAML mapping of sections in `path`, whose top-level keys must be among `known`."""
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
     try:
@@ -116,7 +161,32 @@ def _read(path: Path) -> dict:
         return {}
     if not isinstance(document, dict):
         raise ParamsError(f"{path}: expected a mapping of sections (got {type(document).__name__})")
+    _check_values(document, path)
+    unknown = [str(key) for key in document if key not in known]
+    if unknown:  # a misspelt section would be ignored: its stage would run on the defaults
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+        raise ParamsError(f"{path}: unknown section {unknown[0]!r}; {hint}")
     return document
+
+
+def _check_values(document: dict, path: Path) -> None:
+    """Every number of a params file is finite, in any section (a default that a config overrides, too), and the
+    file holds at most MAX_VALUES values once its aliases are expanded (walked without expanding them)."""
+    stack: list[tuple[str, Any]] = [(str(key), value) for key, value in reversed(document.items())]
+    for count in itertools.count(1):
+        if not stack:
+            return
+        if count > MAX_VALUES:
+            raise ParamsError(f"{path}: more than {MAX_VALUES} values once its aliases are expanded; "
+                              "refused (a YAML bomb?)")
+        dotted, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParamsError(f"{path}: {dotted}: must be a finite number (got {short(value)})")
+        if isinstance(value, dict):
+            stack.extend((f"{dotted}.{key}", item) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{dotted}[{i}]", item) for i, item in reversed(list(enumerate(value))))
 
 
 def _section(document: dict, name: str, path: Path, *, hint: str) -> dict:
@@ -151,9 +221,9 @@ def _explain(error: ErrorDetails, section: str, schema: type[Section], overrides
         message = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known) or 'none'}"
         message = f"unknown parameter; {message}"
     elif kind == "finite_number":
-        message = f"must be a finite number (got {_short(value)})"
+        message = f"must be a finite number (got {short(value)})"
     else:
-        message = f"{text[:1].lower()}{text[1:]} (got {_short(value)})"
+        message = f"{text[:1].lower()}{text[1:]} (got {short(value)})"
         if kind == "literal_error" and isinstance(value, str):  # a misspelt choice: name the closest
             close = difflib.get_close_matches(value, re.findall(r"'([^']*)'", str(ctx.get("expected", ""))), n=1)
             message += f"; did you mean {close[0]!r}?" if close else ""
@@ -162,7 +232,7 @@ def _explain(error: ErrorDetails, section: str, schema: type[Section], overrides
     return f"{source}: {dotted}: {message}"
 
 
-def _short(value: Any, limit: int = 80) -> str:
+def short(value: Any, limit: int = 80) -> str:
     """repr of a value, cut to `limit` characters: the line must stay one readable line."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit - 3]}..."

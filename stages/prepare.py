@@ -14,6 +14,7 @@ from dgcn.data.palette import SYNTHETIC_CLASSES, VOC_CLASSES
 from dgcn.data.synthetic import contact_sheet
 from dgcn.data.voc import SampleInfo, VOCDataset, check_disjoint
 from dgcn.storage import staged_directory
+from stages.manifest import check_utf8_names
 from stages.options import CONFIG, DEFAULTS
 from stages.params import load_params
 from stages.runtime import summary, write_json
@@ -34,6 +35,8 @@ def main(
     """Validate a data set and write the manifest every later stage reads."""
     settings = load_params("prepare", PrepareParams, config=config, defaults=defaults)
     class_names, prepared = FORMATS[settings.format](root, settings)
+    for _, reader, _ in prepared.values():
+        check_utf8_names(reader.mask_source)
     splits = {role: {"reader": reader, "names": [info.name for info in infos],
                      "sizes": [[info.height, info.width] for info in infos],
                      "classes": [list(info.classes) for info in infos], "masked": [info.masked for info in infos]}

@@ -53,7 +53,7 @@ def main(
     seed_everything(settings.seed)
     if labels is not None:
         store = LabelStore(labels)
-        train.check_store(store.names, labels, {"crf": "crf", "export": "export", "cam": "cues"}[source])
+        data.check_upstream(store, labels, {"crf": "crf", "export": "export", "cam": "cues"}[source])
         names, targets, every_map, inputs = train.names, LazyStore(LabelStore, labels), store, [labels]
     else:  # the images with a ground-truth mask, alone
         names = [train.names[i] for i in train.scored()]

@@ -45,8 +45,12 @@ def main(
     set_threads()
     seed_everything(settings.seed)
     train = data.train
-    train.check_store(cue_store.names, cues, "cues")
+    data.check_upstream(cue_store, cues, "cues")
+    kernels.check_scale(settings.crf_scale, "train_dgcn.crf_scale")
     model = starting_segmenter(settings, len(data.class_names), classifier, "train_dgcn")
+    grid = -(-settings.crop_size // model.output_stride)  # the crop's feature grid, where the cut runs
+    cut.check_nodes(grid * grid, f"the {grid} x {grid} feature grid of a train_dgcn.crop_size {settings.crop_size} "
+                                 "crop", "raise train_dgcn.crop_size")
     device = distributed.join(resolve_device(settings.device, "train_dgcn.device"))
     precision = Precision(settings.amp, device, "train_dgcn.amp")
     model.to(device)

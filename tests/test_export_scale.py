@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_stage_errors import invoke, prepare_voc_mini, set_param
+from test_stage_errors import invoke, prepare_voc_mini, set_param, upstream
 
 from dgcn.cues import write_cue_store
 from dgcn.data.loading import long_side_shape, normalize
@@ -142,7 +142,7 @@ def test_export_and_crf_stages_keep_native_grids(tmp_path: Path, monkeypatch: py
     images, labels, cues = _photos(voc_mini)
     assert train["names"] == list(images)
     class_names = json.loads(Path("a/prepare/manifest.json").read_text())["class_names"]
-    write_cue_store("a/cues/cues.zarr", train["names"], cues, labels, class_names, provenance={"stage": "test"})
+    write_cue_store("a/cues/cues.zarr", train["names"], cues, labels, class_names, provenance=upstream("cues"))
     save_model(Path("a/train_dgcn/model.pt"), _small(), kind="segmenter", arch="small", num_outputs=VOC_CLASSES,
                options={"width": 4})
     set_param(tmp_path / "voc.yaml", "export", device="cpu", threshold=None, workers=0, batch_size=2)

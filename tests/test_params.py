@@ -10,14 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
+import numpy as np
 import pytest
 import yaml
 from pydantic import BaseModel
 
 from dgcn.models.options import SEGMENTER_OPTIONS, TRUNK_OPTIONS
+from stages import params as params_module
 from stages.params import ParamsError, Section, load_params, merge
 from stages.schemas.cues import CuesParams
-from stages.schemas.dense_crf import DenseCRFParams
+from stages.schemas.dense_crf import MAX_COMPAT, MIN_WIDTH, DenseCRFParams
 from stages.schemas.network import Arch
 from stages.schemas.retrain import RetrainParams
 from stages.schemas.train_dgcn import TrainDGCNParams
@@ -347,3 +349,89 @@ def test_module_prints_the_schema() -> None:
     out = subprocess.run([sys.executable, "-m", "tools.params_schema"], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert json.loads(out.stdout) == json_schema()
+
+
+def test_the_sections_named_here_are_the_schemas_sections() -> None:
+    # stages.params may not import every schema (each stage would rerun when any changed): it names them
+    assert tuple(SECTIONS) == params_module.SECTIONS
+    document = json_schema()
+    assert set(params_module.VARIABLES) == set(document["properties"]) - set(SECTIONS)
+
+
+@pytest.mark.parametrize(("target", "text", "message"), [
+    ("config", "cues: {}\ncrf: {}\ntrian_dgcn: {epochs: 3}\n",
+     "unknown section 'trian_dgcn'; did you mean 'train_dgcn'?"),
+    ("config", "crf: {}\ndatasets: [x]\n", "unknown section 'datasets'; known: synthesize,"),  # params.yaml's alone
+    ("defaults", "crf: {workers: 0}\nzzz: 1\n", "unknown section 'zzz'; known: synthesize, prepare"),
+    ("config", "crf:\n  workers: 1\n  workers: 2\n", ":3:3: malformed YAML: found duplicate key 'workers'"),
+    ("config", "crf: {}\ncues: {epochs: .nan}\n", "cues.epochs: must be a finite number (got nan)"),
+    ("config", "crf: {}\nx: &a [*a]\n", "more than 100000 values once its aliases are expanded"),
+])
+def test_a_params_file_is_checked_whole(tmp_path: Path, defaults: Path, target: str, text: str, message: str) -> None:
+    path = write(tmp_path / "x.yaml", text) if target == "config" else defaults
+    if target == "defaults":
+        write(defaults, defaults.read_text() + text.split("\n", 1)[1])
+    found = fails("crf", defaults=defaults, config=path if target == "config" else None)
+    assert found.startswith(str(path)) and message in found, found
+
+
+def test_a_bad_default_is_named_though_the_config_overrides_it(tmp_path: Path, defaults: Path) -> None:
+    document = yaml.safe_load(defaults.read_text())
+    document["evaluate"]["gallery_val"] = -1
+    write(defaults, document)
+    config = write(tmp_path / "x.yaml", "evaluate: {gallery_val: 2}\n")
+    assert fails("evaluate", defaults=defaults, config=config) == (
+        f"{defaults}: evaluate.gallery_val: input should be greater than or equal to 0 (got -1)")
+
+
+def test_anchors_and_aliases_still_load(tmp_path: Path, defaults: Path) -> None:
+    text = "cues: {arch: small, arch_options: &w {width: 8}}\ntrain_dgcn: {arch: small, arch_options: *w}\n"
+    params = load_params("train_dgcn", TrainDGCNParams, config=write(tmp_path / "x.yaml", text), defaults=defaults)
+    assert params.arch_options == {"width": 8}
+
+
+# Each bound that keeps a native library alive: (section, key, the bound, a value just beyond it).
+BOUNDS = [("dense_crf", "gaussian_sxy", MIN_WIDTH, 0.0999), ("dense_crf", "bilateral_sxy", MIN_WIDTH, 0.0999),
+          ("dense_crf", "bilateral_srgb", MIN_WIDTH, 0.0999), ("dense_crf", "gaussian_compat", MAX_COMPAT, 1000.5),
+          ("dense_crf", "bilateral_compat", MAX_COMPAT, 1000.5), ("train_dgcn", "crf_scale", 0.001, 0.00099),
+          *((section, "seed", 2**32 - 1, 2**32) for section in ("cues", "train_dgcn", "retrain")),
+          ("prepare", "generic", None, {"seed": 2**32})]
+
+
+@pytest.mark.parametrize(("section", "key", "bound", "beyond"), BOUNDS, ids=lambda v: str(v))
+def test_a_bound_is_accepted_and_just_beyond_it_refused(tmp_path: Path, defaults: Path, section: str, key: str,
+                                                        bound: object, beyond: object) -> None:
+    if bound is not None:
+        params = load_params(section, SECTIONS[section], config=write(tmp_path / "x.yaml", {section: {key: bound}}),
+                             defaults=defaults)
+        assert getattr(params, key) == bound
+    config = write(tmp_path / "x.yaml", {section: {key: beyond}})
+    assert fails(section, defaults=defaults, config=config).startswith(f"{config}: {section}.{key}")
+
+
+def test_the_seed_bound_is_what_numpy_takes() -> None:
+    from stages.runtime import seed_everything
+
+    seed_everything(2**32 - 1)
+    with pytest.raises(ValueError):
+        np.random.seed(2**32)
+
+
+def test_the_dense_crf_survives_its_narrowest_kernels_on_the_widest_images() -> None:
+    # a subprocess: below the bounds pydensecrf corrupts its heap and takes the interpreter with it. At the bound, the
+    # positions of a 10^4-pixel side (the widest the bound is sized for) and every colour level.
+    script = (
+        "import numpy as np\n"
+        "from dgcn.crf import dense_crf\n"
+        "from stages.schemas.dense_crf import MAX_COMPAT, MIN_WIDTH\n"
+        "rng = np.random.default_rng(0)\n"
+        "for shape in [(2, 10_000), (10_000, 2), (200, 200)]:\n"
+        "    image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)\n"
+        "    probs = rng.random((3, *shape), dtype=np.float32)\n"
+        "    out = dense_crf(image, probs / probs.sum(0), gaussian_sxy=MIN_WIDTH, bilateral_sxy=MIN_WIDTH,\n"
+        "                    bilateral_srgb=MIN_WIDTH, gaussian_compat=MAX_COMPAT, bilateral_compat=MAX_COMPAT,\n"
+        "                    iterations=2)\n"
+        "    assert np.isfinite(out).all()\n"
+        "print('survived')\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout == "survived\n", result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import subprocess
@@ -25,6 +26,11 @@ from stages.app import anticipated, app, one_line
 from stages.runtime import resolve_device
 
 PROVENANCE = {"stage": "test"}  # what a stage would record
+
+
+def upstream(stage: str) -> dict[str, str]:
+    """The provenance `stage` records in a store built from a/prepare/manifest.json (what its readers check)."""
+    return {"stage": stage, "manifest_sha256": hashlib.sha256(Path("a/prepare/manifest.json").read_bytes()).hexdigest()}
 
 REPO = Path(__file__).resolve().parents[1]
 # The inputs each stage reads besides its config and manifest, as command-line options (dvc.yaml passes them).
@@ -117,7 +123,7 @@ def background_evidence(workdir: Path, voc_mini: Path, renamed: dict[int, str] |
     background[0] = 1
     evidence = Evidence(background, np.zeros((21, 3, 4), np.uint8), np.eye(21, dtype=bool)[0])
     with EvidenceStoreWriter(workdir / "a/export/evidence.zarr", train["names"], class_names,
-                             (3, 4), provenance=PROVENANCE) as writer:
+                             (3, 4), provenance=upstream("export")) as writer:
         writer.write(0, [evidence] * len(train["names"]))
 
 
@@ -321,10 +327,11 @@ def test_damaged_checkpoint_is_set_aside_and_the_stage_trains(small_retrain: Pat
 def test_damaged_shard_is_named_with_store_and_shard(workdir: Path, voc_mini: Path) -> None:
     set_param(workdir / "voc.yaml", "retrain", arch="small", arch_options={"width": 4}, pretrained=None, device="cpu",
               crop_size=64, batch_size=3)
-    train = prepare_voc_mini(voc_mini)["splits"]["train"]
+    manifest = prepare_voc_mini(voc_mini)
+    train = manifest["splits"]["train"]
     store = workdir / "a/crf/crf_labels.zarr"
-    with LabelStoreWriter(store, train["names"], train["sizes"], [str(i) for i in range(21)],
-                          voc_palette()[:21].tolist(), provenance=PROVENANCE) as writer:
+    with LabelStoreWriter(store, train["names"], train["sizes"], manifest["class_names"],
+                          voc_palette()[:21].tolist(), provenance=upstream("crf")) as writer:
         writer.write(0, [np.full(size, 1, np.uint8) for size in train["sizes"]])
     shard = store / "labels/c/0/0/0"
     damaged = bytearray(shard.read_bytes())

@@ -13,6 +13,7 @@ import zarr
 
 from dgcn.data.palette import voc_palette
 from dgcn.storage import LabelStore, LabelStoreWriter, atomic_output, labels, staged_directory, write_label_store
+from dgcn.storage.zarr_store import record_layout
 
 PROVENANCE = {"stage": "test"}  # what a stage would record
 
@@ -272,7 +273,10 @@ def test_reader_detects_inconsistent_shapes(tmp_path: Path) -> None:
     names, maps = _labels(6)
     path = tmp_path / "l.zarr"
     write_label_store(path, names, maps, CLASSES, voc_palette(), provenance=PROVENANCE)
-    shapes = zarr.open_group(path, mode="r+")["shapes"]
-    shapes[0] = [100, 100]
+    group = zarr.open_group(path, mode="r+")
+    group["shapes"][0] = [100, 100]
+    with pytest.raises(ValueError, match="damaged shard shapes/c/0/0: "):  # an edit is damage
+        LabelStore(path)
+    record_layout(group, path)  # as a writer would have recorded it: the shapes disagree with the labels
     with pytest.raises(ValueError, match="wrong Zarr layout.*padding"):
         LabelStore(path)

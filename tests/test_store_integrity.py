@@ -144,7 +144,7 @@ def test_an_older_format_is_refused_with_what_to_do(tmp_path: Path) -> None:
     path = tmp_path / "l.zarr"
     _write_labels(path)
     zarr.open_group(path, mode="r+").attrs["format_version"] = 1
-    with pytest.raises(StoreError, match="l.zarr: dgcn-labels format version 1 is older than this code's 2 .*rerun"):
+    with pytest.raises(StoreError, match="l.zarr: dgcn-labels format version 1 is older than this code's 3 .*rerun"):
         LabelStore(path)
 
 

@@ -1,6 +1,6 @@
 """Evidence store: what the CRF needs of each exported image, on the network's grid, in one deterministic Zarr group.
 
-Layout (format "dgcn-evidence", version 2), dimensions (image, class, y, x) / (image, hw) / (image, class):
+Layout (format "dgcn-evidence", version 3), dimensions (image, class, y, x) / (image, hw) / (image, class):
 - `probs`  float16 (N, C, Gh, Gw): the network's probabilities restricted to the image's classes (0 for the others),
   padded with 0 beyond the image's grid; inner chunk one image, shard `shard_images` images;
 - `grown`  uint8 (N, C, Gh, Gw): the graph cut's grown masks (0/1, several classes may claim a cell), padded with 0;
@@ -28,7 +28,7 @@ from dgcn.storage.zarr_store import (
 )
 
 FORMAT_NAME = "dgcn-evidence"
-FORMAT_VERSION = 2  # 2: checksums, layout, provenance, dimension names
+FORMAT_VERSION = 3  # 2: checksums, layout, provenance, dimension names; 3: shard digests covering the store
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Label store: per-image uint8 label maps (pseudo-labels, CRF-refined labels) in one deterministic Zarr v3 group.
 
-Layout (format "dgcn-labels", version 2):
+Layout (format "dgcn-labels", version 3):
 - `labels`  uint8 (N, Hmax, Wmax) (image, y, x), padded with 255; inner chunk one image, shard `shard_images` images;
 - `shapes`  int32 (N, 2) (image, hw), (height, width) of each image;
 - `names`   string (N,) (image), image ids;
@@ -26,7 +26,7 @@ from dgcn.storage.zarr_store import (
 )
 
 FORMAT_NAME = "dgcn-labels"
-FORMAT_VERSION = 2  # 2: checksums, layout, provenance, dimension names
+FORMAT_VERSION = 3  # 2: checksums, layout, provenance, dimension names; 3: shard digests covering the store
 
 
 def _check_shapes(shapes: np.ndarray | Sequence[Sequence[int]], count: int, where: str) -> np.ndarray:

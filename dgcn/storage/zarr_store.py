@@ -9,11 +9,18 @@ fill value or not, and the group's `layout` attribute records each array's shape
 missing or emptied shard is found when the store is opened instead of reading as the fill value. Each group records
 its `provenance` (given by the writer's caller, e.g. the producing stage and digests of its params and inputs) and
 each array its dimension names.
+
+Identity: the layout also records a SHA-256 of each shard file that covers the store's identity (its format and every
+other attribute: provenance, class names ...) besides the shard's key and bytes, so a shard copied from another store
+(whose chunk checksums are valid) or an edited attribute fails like damage, naming store and shard. A reader checks a
+shard's digest the first time it reads from it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -115,10 +122,27 @@ def shard_keys(array: zarr.Array) -> list[str]:
             for coords in itertools.product(*(range(count) for count in grid))]
 
 
-def record_layout(group: zarr.Group) -> None:
-    """Record in the group's `layout` attribute each array's shape and number of shard files (see NamedImageStore)."""
-    layout = {name: {"shape": list(array.shape), "shard_files": len(shard_keys(array))}
-              for name, array in sorted(group.arrays())}
+def store_identity(attributes: Mapping[str, Any]) -> bytes:
+    """What each shard digest of a store covers besides the shard: every attribute but the `layout` (which holds the
+    digests), as canonical JSON."""
+    content = {key: value for key, value in attributes.items() if key != "layout"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest()
+
+
+def shard_digest(identity: bytes, key: str, data: bytes) -> str:
+    """SHA-256 (hex) of a shard file's bytes `data` at `key` in the store of `identity`."""
+    return hashlib.sha256(identity + key.encode() + b"\0" + data).hexdigest()
+
+
+def record_layout(group: zarr.Group, root: Path) -> None:
+    """Record in the group's `layout` attribute each array's shape, number of shard files and their digests (see
+    NamedImageStore); `root` is the group's folder. Called once every attribute and shard is written."""
+    identity = store_identity(group.attrs.asdict())
+    layout = {}
+    for name, array in sorted(group.arrays()):
+        keys = shard_keys(array)
+        layout[name] = {"shape": list(array.shape), "shard_files": len(keys),
+                        "sha256": [shard_digest(identity, key, (root / key).read_bytes()) for key in keys]}
     group.attrs.update({"layout": layout})
 
 
@@ -134,6 +158,7 @@ class ShardedStoreWriter:
     """
 
     _group: zarr.Group
+    _temporary: Path  # the folder the group is built in
 
     kind = "store"  # how errors name the store
 
@@ -159,7 +184,7 @@ class ShardedStoreWriter:
         """Called once every shard was written, before publishing."""
 
     def __enter__(self) -> Any:
-        temporary = self._output.__enter__()
+        temporary = self._temporary = self._output.__enter__()
         try:
             self._create(temporary)
         except BaseException as error:
@@ -193,7 +218,7 @@ class ShardedStoreWriter:
         if exc is None:
             try:
                 self._finish()
-                record_layout(self._group)
+                record_layout(self._group, self._temporary)
             except BaseException as error:
                 self._output.__exit__(type(error), error, error.__traceback__)
                 raise
@@ -210,8 +235,9 @@ class NamedImageStore:
 
     `arrays` maps each required array name to its (ndim, numpy dtype kind such as "i", or exact dtype such as
     "uint8"); `image_array` is the sharded per-image array whose first axis must match the number of names. A store
-    of an older format version, one whose recorded layout disagrees with its arrays or lacks a shard file, and a shard
-    that fails its checksums are StoreErrors naming the store (and the shard).
+    of an older format version, damaged metadata (naming its zarr.json), a recorded layout that disagrees with the
+    arrays or lacks a shard file, and a shard that fails its digest or checksums are StoreErrors naming the store (and
+    the shard).
     """
 
     def __init__(
@@ -225,54 +251,84 @@ class NamedImageStore:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no such store")
+        self._check_metadata("")
         try:
             group = zarr.open_group(zarr.storage.LocalStore(self.path, read_only=True), mode="r", zarr_format=3)
-        except (ValueError, OSError, KeyError) as error:
-            raise wrong_layout(self.path, f"not a Zarr v3 group ({error})") from error
+            self.attributes: dict[str, Any] = group.attrs.asdict()
+        except Exception as error:  # zarr raises many types for metadata it cannot parse (ValueError, TypeError ...)
+            raise wrong_layout(self.path, f"not a Zarr v3 group ({type(error).__name__}: {error})") from error
         self._group = group
-        self.attributes: dict[str, Any] = group.attrs.asdict()
         self._check_format(format_name, format_version)
-        self.provenance: dict[str, str] = dict(self.attributes.get("provenance", {}))
+        provenance = self.attributes.get("provenance")
+        self.provenance: dict[str, str] = dict(provenance) if isinstance(provenance, dict) else {}
         required = {"names": (1, "T"), **arrays}
-        present = set(group.array_keys())
         for name, (ndim, kind) in required.items():
-            if name not in present:
-                raise wrong_layout(self.path, f"array {name!r} is missing")
-            array = group[name]
+            array = self._array(name, missing=wrong_layout(self.path, f"array {name!r} is missing"))
             expected = f"of kind {kind!r}" if len(kind) == 1 else kind
             if array.ndim != ndim or (array.dtype.kind if len(kind) == 1 else str(array.dtype)) != kind:
                 found_type = f"{array.ndim}-d {array.dtype}"
                 raise wrong_layout(self.path, f"array {name!r} is {found_type}, expected {ndim}-d {expected}")
-        self._check_files(required)
+        self._digests = self._check_files(required)
+        self._verified: set[str] = set()
         self.names: tuple[str, ...] = tuple(str(name) for name in self._whole("names"))
-        self._images: zarr.Array = group[image_array]
+        self._images: zarr.Array = self._array(image_array)
         if self._images.shape[0] != len(self.names):
             counts = f"{self._images.shape[0]} images but {len(self.names)} names"
             raise wrong_layout(self.path, f"{image_array!r} holds {counts}")
         self._positions = {name: i for i, name in enumerate(self.names)}
+
+    def _check_metadata(self, node: str) -> None:
+        """The zarr.json of `node` ("" for the group) is a UTF-8 JSON object; else a StoreError naming the file."""
+        file = self.path / node / "zarr.json"
+        try:
+            document = json.loads(file.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            raise wrong_layout(self.path, f"{file.relative_to(self.path)} is missing") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise StoreError(f"{file}: damaged Zarr metadata ({type(error).__name__}: {error}); rerun the stage that "
+                             "wrote the store") from error
+        if not isinstance(document, dict):
+            raise StoreError(f"{file}: damaged Zarr metadata (a JSON {type(document).__name__}, not an object); rerun "
+                             "the stage that wrote the store")
+
+    def _array(self, name: str, missing: StoreError | None = None) -> zarr.Array:
+        """The array `name`, its metadata checked; `missing` (default: a StoreError) when the store has none."""
+        if not (self.path / name / "zarr.json").is_file():
+            raise missing or StoreError(f"{self.path}: array {name!r} is missing; rerun the stage that wrote the store")
+        self._check_metadata(name)
+        try:
+            array = self._group[name]
+        except Exception as error:  # as for the group: zarr's many error types for metadata it cannot parse
+            raise StoreError(f"{self.path / name / 'zarr.json'}: damaged Zarr metadata ({type(error).__name__}: "
+                             f"{error}); rerun the stage that wrote the store") from error
+        if not isinstance(array, zarr.Array):
+            raise wrong_layout(self.path, f"{name!r} is not an array")
+        return array
 
     def _check_format(self, format_name: str, format_version: int) -> None:
         """The group's format is (`format_name`, `format_version`); an older version is named as such."""
         found = (self.attributes.get("format"), self.attributes.get("format_version"))
         if found[0] == format_name and isinstance(found[1], int) and found[1] < format_version:
             raise StoreError(f"{self.path}: {format_name} format version {found[1]} is older than this code's "
-                             f"{format_version} (no checksums); rerun the stage that wrote it")
+                             f"{format_version} (no checksums, or none that cover the store); rerun the stage that "
+                             "wrote it")
         if found != (format_name, format_version):
             raise wrong_layout(self.path, f"format {found} is not ({format_name!r}, {format_version})")
 
-    def _check_files(self, required: Mapping[str, Any]) -> None:
+    def _check_files(self, required: Mapping[str, Any]) -> dict[str, str]:
         """Each array of the `layout` attribute (the `required` ones among them) has the recorded shape and number
-        of shard files, and each of those files is there and not empty."""
+        of shard files, and each of those files is there and not empty. Returns each shard key's recorded digest."""
         layout = self.attributes.get("layout")
         if not isinstance(layout, dict) or not set(required) <= set(layout):
             raise wrong_layout(self.path, f"the 'layout' attribute does not list the arrays {sorted(required)}")
-        present = set(self._group.array_keys())
+        digests = {}
         for name, recorded in sorted(layout.items()):
-            if name not in present:
-                raise StoreError(f"{self.path}: array {name!r} is missing; rerun the stage that wrote the store")
-            array = self._group[name]
+            array = self._array(name)
             keys = shard_keys(array)
-            if recorded != {"shape": list(array.shape), "shard_files": len(keys)}:
+            found = {"shape": list(array.shape), "shard_files": len(keys)}
+            recorded_digests = recorded.get("sha256") if isinstance(recorded, dict) else None
+            if (not isinstance(recorded, dict) or {key: recorded.get(key) for key in found} != found
+                    or not isinstance(recorded_digests, list) or len(recorded_digests) != len(keys)):
                 raise wrong_layout(self.path, f"array {name!r} is {array.shape} in {len(keys)} shard files, "
                                               f"recorded as {recorded}")
             for key in keys:
@@ -280,6 +336,45 @@ class NamedImageStore:
                 if not file.is_file() or file.stat().st_size == 0:
                     raise StoreError(f"{self.path}: shard {key} is missing or empty; rerun the stage that wrote "
                                      "the store")
+            digests |= dict(zip(keys, recorded_digests, strict=True))
+        return digests
+
+    def _verify(self, array: zarr.Array, selection: Any) -> None:
+        """Check the digest of each shard file of `array` that `selection` (on the first axis) reads, once per store
+        object: damage, or a shard of another store, is a StoreError naming store and shard."""
+        keys = shard_keys(array)
+        step = (array.shards or array.chunks)[0]
+        first = selection[0] if isinstance(selection, tuple) else selection
+        if isinstance(first, int | np.integer):
+            indices = range(first // step, first // step + 1)
+        elif isinstance(first, slice):
+            start, stop, _ = first.indices(array.shape[0])
+            indices = range(start // step, max(start, stop - 1) // step + 1)
+        else:
+            indices = range(len(keys))
+        identity = None
+        for index in indices:
+            key = keys[index]
+            if key in self._verified:
+                continue
+            identity = identity or store_identity(self.attributes)
+            if shard_digest(identity, key, (self.path / key).read_bytes()) != self._digests[key]:
+                raise self._mismatch(array, key, range(index * step, min((index + 1) * step, array.shape[0])))
+            self._verified.add(key)
+
+    def _mismatch(self, array: zarr.Array, key: str, images: range) -> StoreError:
+        """The error for shard `key` of `array` (holding `images`) whose digest differs: the first image whose chunk
+        fails its checksum (damage), else a shard that is intact but not this store's (copied from another store, or
+        the store's attributes were edited)."""
+        for i in images if array.shards else [Ellipsis]:
+            try:
+                array[i]
+            except (ValueError, RuntimeError) as error:  # the codecs' errors: checksum mismatch, undecodable bytes
+                which = "" if i is Ellipsis else f" (image {self.names[i]!r})"
+                return StoreError(f"{self.path}: damaged shard {key}{which}: {error}")
+        return StoreError(f"{self.path}: damaged shard {key}: intact, but not the shard written to this store (one "
+                          "copied from another store, or the store's attributes were edited); rerun the stage that "
+                          "wrote the store")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -324,6 +419,7 @@ class NamedImageStore:
 
     def _decode(self, array: zarr.Array, selection: Any, image: int | None) -> np.ndarray:
         """`array[selection]`, where `image` (if not None) is the first image selected (it names the shard)."""
+        self._verify(array, selection)
         try:
             return array[selection]
         except (ValueError, RuntimeError) as error:  # the codecs' errors: checksum mismatch, undecodable bytes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sized
@@ -17,6 +18,7 @@ import torch
 from dgcn import distributed
 from dgcn.errors import InputError
 from dgcn.progress import log_line, progress
+from dgcn.storage.atomic import atomic_output
 
 B = TypeVar("B")
 B_co = TypeVar("B_co", covariant=True)
@@ -162,9 +164,11 @@ def discard_checkpoint(checkpoint: Path) -> None:
 
 def _save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      scheduler: torch.optim.lr_scheduler.LRScheduler, epoch: int, log: TrainingLog) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    # serialised in memory, then written by a plain file write: a full disk is then an OSError naming the file, and
+    # atomic_output removes the partial file (torch.save to a file raises a RuntimeError and leaves it)
+    buffer = io.BytesIO()
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch, "log": {"epochs": log.epochs, "steps": log.steps}}, tmp)
-    tmp.replace(path)
+                "epoch": epoch, "log": {"epochs": log.epochs, "steps": log.steps}}, buffer)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 

@@ -5,12 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, Strict, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, Strict, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from stages.params import Section, Seed
+from stages.params import Section, Seed, inside_root
 
-RelativePath = Annotated[Path, Strict(False), Field(description="relative to the data root")]
+
+def _inside_root(path: Path) -> Path:
+    # the manifest records these paths and every later stage refuses one that leaves the data root
+    if not inside_root(path):
+        raise PydanticCustomError("inside_root", "must be a relative path inside the data root (no leading / or ..)")
+    return path
+
+
+RelativePath = Annotated[Path, Strict(False), AfterValidator(_inside_root), Field(description="relative to the data "
+                                                                                              "root")]
 
 
 class GenericLayout(Section):

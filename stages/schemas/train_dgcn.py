@@ -22,7 +22,8 @@ class TrainDGCNParams(CropTrainingParams):
     warmup_iters: int = Field(ge=0, description="linear warm-up, then x decay_gamma every decay_every_epochs")
     decay_every_epochs: int = Field(ge=1)
     decay_gamma: float = Field(gt=0, le=1)
-    crf_scale: float = Field(gt=0, le=1, description="training-time CRF on the feature grid: dense_crf sxy x this")
+    crf_scale: float = Field(ge=0.001, le=1, description="training-time CRF on the feature grid: dense_crf sxy x "
+                                                         "this (each product >= dense_crf's narrowest kernel, 0.1)")
     constrain_weight: float = Field(ge=0, le=100, description="weight of the constrain (CRF) loss beside the seeding "
                                                               "loss; 0 = seeding loss alone")
     graph_features: Literal["network", "rgb"] = Field(
