@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dgcn.data.files import eight_bit
 from dgcn.data.palette import IGNORE_INDEX
 from dgcn.errors import InputError
 from dgcn.graphcut import seed_labels
@@ -109,7 +110,7 @@ def load_saliency(path: str | Path, image_size: tuple[int, int], grid: int) -> n
         if (image.height, image.width) != tuple(image_size):
             raise ValueError(f"{path}: saliency map is {image.height}x{image.width}, its image "
                              f"{image_size[0]}x{image_size[1]}")
-        grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        grey = np.asarray(eight_bit(image).convert("L"), dtype=np.float32) / 255.0
     resized = Image.fromarray(grey, mode="F").resize((grid, grid), Image.BILINEAR)
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
