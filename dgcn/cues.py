@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 
+from dgcn.data.files import eight_bit
 from dgcn.data.palette import IGNORE_INDEX
 from dgcn.errors import InputError
 from dgcn.graphcut import seed_labels
@@ -117,7 +118,7 @@ def load_saliency(path: str | Path, image_size: tuple[int, int], grid: int) -> n
     """A saliency map (a grey PNG the size of its image, 0..255 = not..most salient) -> (grid, grid) float32 in [0, 1]
     over the whole image, resized bilinearly as the cues' grid is (the published code zooms DRFI maps to 41 x 41)."""
     with open_saliency(path, image_size) as image:
-        grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        grey = np.asarray(eight_bit(image).convert("L"), dtype=np.float32) / 255.0
     resized = Image.fromarray(grey, mode="F").resize((grid, grid), Image.BILINEAR)
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import TYPE_CHECKING
 
 import typer
@@ -103,6 +103,7 @@ def _clean_errors(command: Callable[..., None]) -> Callable[..., None]:
             with sigterm_exits(), _stage_process(kwargs.get("out")):
                 command(*args, **kwargs)
         except Exception as error:
+            settle_zarr_io()
             if not anticipated(error):
                 raise
             typer.secho(f"error: {one_line(error)}", err=True, fg=typer.colors.RED)
@@ -119,6 +120,26 @@ def _stage_process(out: object) -> AbstractContextManager[None]:
     from stages.runtime import stage_process
 
     return stage_process(out)
+
+
+def settle_zarr_io(timeout: float = 10.0) -> None:
+    """Let the reads that a failed Zarr call left running finish (for `timeout` seconds at most, then cancel them).
+
+    Zarr reads a shard's chunks as concurrent tasks on its own event loop, and the first failing chunk (a damaged
+    one) fails the call while its siblings still run; at exit Zarr closes the loop under them, which prints "Task was
+    destroyed but it is pending!" and "Event loop is closed" after the error line.
+    """
+    sync = sys.modules.get("zarr.core.sync")  # not loaded: no Zarr call was made
+    if sync is None or sync.loop[0] is None or sync.loop[0].is_closed():
+        return
+    import asyncio  # here: Zarr loaded it already, `--help` does not
+
+    async def others() -> None:
+        running = asyncio.all_tasks() - {asyncio.current_task()}
+        with suppress(TimeoutError):  # wait_for then cancelled them: none is left pending
+            await asyncio.wait_for(asyncio.gather(*running, return_exceptions=True), timeout)
+
+    sync.sync(others())
 
 
 def _terminated(signum: int, frame: object) -> None:

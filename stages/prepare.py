@@ -69,7 +69,7 @@ def _generic(root: Path, settings: PrepareParams, check: SampleCheck = STRICT) -
     roles = dict(zip(("train", "val"), split_rows(rows, lists, layout.val_fraction, layout.seed), strict=True))
     reader = {"images": str(layout.images), "masks": None if layout.masks is None else str(layout.masks)}
     dataset = FolderDataset(root, class_names, **reader)
-    dataset.warn_unknown_masks({row.name for row in rows})
+    dataset.check_masks({row.name for row in rows})
     return class_names, {role: (reader, dataset, dataset.validate(role_rows, check))
                          for role, role_rows in roles.items()}
 

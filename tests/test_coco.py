@@ -83,6 +83,23 @@ def test_masks_render_polygons_and_both_rles_largest_first(tmp_path: Path) -> No
         assert set(np.unique(rendered)) == set(np.unique(mask)), name
 
 
+def test_a_smaller_instance_stays_on_top_of_a_larger_one_in_either_file_order(tmp_path: Path) -> None:
+    # exact pixels (RLE): where the two overlap, the paint order alone decides the class
+    big, small = np.zeros((8, 10), bool), np.zeros((8, 10), bool)
+    big[1:7, 1:9] = True
+    small[3:5, 4:6] = True  # inside big
+    expected = np.where(small, 80, np.where(big, 1, 0)).astype(np.uint8)
+    images = [{"id": i, "file_name": f"{i}.jpg", "height": 8, "width": 10} for i in (1, 2)]
+    shapes = {1: [(90, small), (1, big)], 2: [(1, big), (90, small)]}  # image 1: the small one first in the file
+    annotations = [annotation(len(images) * i + k, i, category, pixels, "rle")
+                   for i, pair in shapes.items() for k, (category, pixels) in enumerate(pair)]
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": CATEGORIES}))
+    instances = CocoInstances.load(path)
+    for name in ("1.jpg", "2.jpg"):
+        assert np.array_equal(instances.mask(name), expected), name
+
+
 @pytest.mark.slow
 def test_coco_fixture_runs_prepare_through_evaluate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

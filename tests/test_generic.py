@@ -139,6 +139,26 @@ def test_a_mask_for_an_unknown_image_is_named_in_a_warning(own: Path, tmp_path: 
     assert f"warning: {own / 'masks/stray.png'}: mask for an unknown image" in output
 
 
+def test_two_images_of_one_stem_sharing_a_mask_are_named_both(own: Path, tmp_path: Path) -> None:
+    # img00.png has a mask, masks/img00.png: an img00.jpg beside it would silently read that mask as its own
+    (own / "images/img00.jpg").write_bytes((own / "images/img01.jpg").read_bytes())
+    edit_labels(own, 8, "img00.jpg,disc")
+    assert_error(*prepare(own, tmp_path, masks="masks"), f"images {own / 'images/img00.jpg'} and "
+                 f"{own / 'images/img00.png'} share the mask {own / 'masks/img00.png'}: rename one of them")
+    assert not (tmp_path / "out").exists()
+    assert prepare(own, tmp_path)[0] == 0  # without masks nothing is shared
+
+
+def test_two_images_of_one_stem_without_a_mask_are_fine(own: Path, tmp_path: Path) -> None:
+    (own / "images/img02.jpg").write_bytes((own / "images/img01.jpg").read_bytes())
+    edit_labels(own, 8, "img02.jpg,disc")
+    code, output = prepare(own, tmp_path, masks="masks")
+    assert (code, output.count("warning")) == (0, 0), output
+    splits = read(tmp_path / "out/manifest.json")["splits"].values()
+    masked = {name for split in splits for name, has in zip(split["names"], split["masked"], strict=True) if has}
+    assert masked == {"img00.png", "img01.jpg"}
+
+
 def test_a_duplicate_row_names_both_rows(own: Path, tmp_path: Path) -> None:
     edit_labels(own, 8, "img02.png,square")
     assert_error(*prepare(own, tmp_path), f"{own / 'labels.csv'}:8: duplicate row for image 'img02.png'",

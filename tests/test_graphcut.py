@@ -492,6 +492,21 @@ def test_grow_supervision_leaves_invalid_nodes_out_of_the_cut():
         grow_supervision(cues, probs, classes, edges, valid=valid[:, :3])
 
 
+def test_an_edge_into_a_padded_node_is_dropped_when_grow_supervision_is_called_directly():
+    # 1 x 3 grid: node 0 seeds class 1, node 1 is confident (P = 0.75 > 0.7) and unseeded, node 2 is padding (valid
+    # False, P = 0.01). Alone, node 1 joins class 1 (cutting its source edge costs 0.12 < 0.60); tied to node 2 by a
+    # mutual pair (capacity 2) it would follow the padding out of class 1.
+    cues = np.zeros((2, 1, 3), np.uint8)
+    cues[1, 0, 0] = 1
+    probs = np.stack([1 - np.array([[0.9, 0.75, 0.01]]), np.array([[0.9, 0.75, 0.01]])]).astype(np.float32)
+    valid = np.array([[True, True, False]])
+    into_padding = (np.array([1, 2]), np.array([2, 1]))
+    assert grow_supervision(cues, probs, [0, 1], into_padding)[1, 0, 1] == 0  # the padding decides, unmasked
+    sup = grow_supervision(cues, probs, [0, 1], into_padding, valid=valid)
+    assert sup[1].tolist() == [[1, 1, 0]]
+    assert np.array_equal(sup, grow_supervision(cues, probs, [0, 1], NO_EDGES, valid=valid))
+
+
 def test_pool_with_node_masks_matches_direct_calls_for_any_worker_count(spawned_pool):
     rng = np.random.default_rng(8)
     batch, num_classes, h, w = 3, 4, 9, 10

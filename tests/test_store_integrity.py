@@ -14,7 +14,7 @@ from dgcn.cues import CueStore, write_cue_store
 from dgcn.data.palette import voc_palette
 from dgcn.errors import StoreError
 from dgcn.storage import Evidence, EvidenceStore, EvidenceStoreWriter, LabelStore, write_label_store
-from dgcn.storage.zarr_store import NamedImageStore
+from dgcn.storage.zarr_store import NamedImageStore, shard_keys
 
 PROVENANCE = {"stage": "test", "params_sha256": "0" * 64}
 CLASSES = ["background", "disc", "square"]
@@ -162,3 +162,35 @@ def test_a_layout_that_disagrees_with_the_arrays_is_refused(tmp_path: Path) -> N
     del group.attrs["layout"]
     with pytest.raises(StoreError, match="wrong Zarr layout: the 'layout' attribute does not list"):
         LabelStore(path)
+
+
+def _chunk_spans(shard: Path, chunks: int) -> list[tuple[int, int]]:
+    """(offset, length) of each of a shard file's `chunks` inner chunks, from its index at the end: (offset, length)
+    uint64 pairs, then the index's CRC-32C."""
+    index = shard.read_bytes()[-(16 * chunks + 4):-4]
+    pairs = np.frombuffer(index, dtype="<u8").reshape(chunks, 2)
+    return [(int(offset), int(length)) for offset, length in pairs]
+
+
+# the sharded per-image arrays of each kind of store (evidence: both are read a shard at a time)
+IMAGE_ARRAYS = {"labels": ["labels"], "evidence": ["probs", "grown"], "cues": ["cues"]}
+
+
+@pytest.mark.parametrize(("kind", "array_name"), [(kind, name) for kind, names in IMAGE_ARRAYS.items()
+                                                  for name in names])
+def test_a_damaged_image_in_a_block_is_named_not_the_blocks_first(tmp_path: Path, kind: str, array_name: str) -> None:
+    write, reader, content = KINDS[kind]
+    path = tmp_path / f"{kind}.zarr"
+    write(path)
+    array = zarr.open_group(path, mode="r")[array_name]
+    keys = shard_keys(array)
+    for i, name in enumerate(NAMES):  # shards of 2, 2 and 1 images: each image of each shard in turn
+        shard = path / keys[i // 2]
+        original = shard.read_bytes()
+        offset, length = _chunk_spans(shard, 2)[i % 2]
+        damaged = bytearray(original)
+        damaged[offset + length // 2] ^= 0xFF
+        shard.write_bytes(bytes(damaged))
+        with pytest.raises(StoreError, match=f"^{path}: damaged shard {keys[i // 2]} \\(image '{name}'\\): "):
+            [content(item) for item in reader(path)]  # read a shard at a time
+        shard.write_bytes(original)

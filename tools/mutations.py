@@ -125,6 +125,28 @@ MUTATIONS: list[Mutation] = [
       "        raise\n    log_line(",
       "tests/test_safe_loading.py tests/test_training_loop.py -k damaged or crafted_checkpoint",
       "a damaged checkpoint still fails the run"),
+    # The survivors listed in issue 25, item 10.
+    m("R1", "dgcn/distributed.py",
+      "return range(rank() * count // world_size(), (rank() + 1) * count // world_size())",
+      "return range(rank() * (count // world_size()), (rank() + 1) * (count // world_size()))",
+      "tests/test_distributed.py::test_the_ranks_blocks_cover_every_item_once",
+      "my_block loses the remainder when the count does not divide by the world size"),
+    m("R2", "dgcn/data/coco.py", "painted.append((-int(pixels.sum()), len(painted)",
+      "painted.append((int(pixels.sum()), len(painted)", "tests/test_coco.py -k on_top or render",
+      "COCO instances painted smallest first"),
+    m("R3", "dgcn/graphcut.py", "        src, dst = src[inside], dst[inside]\n", "", GRAPHCUT_FAST,
+      "grow_supervision keeps the edges into padded nodes"),
+    m("R4", "dgcn/metrics.py", "present = union > 0", "present = gt_total > 0", "tests/test_metrics.py",
+      "mIoU averaged over the ground-truth classes only"),
+    # Further mutations of the fixes for issue 25, items 7 and 8.
+    m("R5", "dgcn/storage/zarr_store.py", "if isinstance(selection, slice) and image is not None:", "if False:",
+      "tests/test_store_integrity.py -k block", "a damaged block names its first image, not the damaged one"),
+    m("R6", "dgcn/data/files.py", 'if not image.mode.startswith("I;16"):', "if True:", "tests/test_image_files.py",
+      "16-bit grey clipped to white"),
+    m("R7", "dgcn/data/generic.py", "if first != name and self.has_mask(name):", "if False:",
+      "tests/test_generic.py -k stem", "two images of one stem silently share a mask"),
+    m("R8", "stages/app.py", "            settle_zarr_io()\n", "", "tests/test_stage_errors.py -k nothing_after",
+      "the Zarr reads a damaged shard left running are torn down at exit (asyncio noise after the error)"),
 ]
 
 

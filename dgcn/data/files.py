@@ -76,9 +76,9 @@ def warn(message: str) -> None:
 
 
 def open_image(path: Path, mode: str | None = None, *, decode: bool = True) -> Image.Image:
-    """Open and fully decode an image (converted to `mode` if given) so corrupt files fail here, naming the file;
-    decode=False reads its header alone (size, mode; `mode` unused): a file that is no image fails, a damaged body
-    does not."""
+    """Open and fully decode an image (converted to `mode` if given, 16-bit grey scaled to 8 bits first) so corrupt
+    files fail here, naming the file; decode=False reads its header alone (size, mode; `mode` unused): a file that is
+    no image fails, a damaged body does not."""
     try:
         with warnings.catch_warnings():  # e.g. "Corrupt EXIF data": the decode either fails below or is usable
             warnings.simplefilter("ignore")
@@ -86,13 +86,21 @@ def open_image(path: Path, mode: str | None = None, *, decode: bool = True) -> I
             if not decode:
                 return image
             image.load()
-            return image if mode is None else image.convert(mode)
+            return image if mode is None else eight_bit(image).convert(mode)
     except FileNotFoundError as error:
         raise DatasetError(f"image not found: {path}") from error
     except Exception as error:  # a decoder fed a damaged file raises many types (OSError, ValueError,
         # SyntaxError, struct.error, EOFError, DecompressionBombError ...): all of them mean a bad file
         reason = " ".join(str(error).split()) or type(error).__name__
         raise DatasetError(f"unreadable or corrupt image: {path} ({reason})") from error
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit grey image as 8-bit grey ("L"), its top byte as Pillow keeps of 16-bit colour: Pillow's own
+    conversion of 16-bit grey clips at 255 (nearly all white); other images as they are."""
+    if not image.mode.startswith("I;16"):
+        return image
+    return Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -237,14 +237,20 @@ class FolderDataset:
         classes = tuple(sorted({self.class_names.index(tag) for tag in row.tags}))
         return SampleInfo(row.name, *size, classes, masked)
 
-    def warn_unknown_masks(self, names: set[str]) -> None:
-        """One warning per mask file whose stem is no image id: it is not used."""
+    def check_masks(self, names: set[str]) -> None:
+        """An error naming both images when two ids of one stem (`a.png`, `a.jpg`) share a mask file; one
+        warning per mask file whose stem is no image id: it is not used."""
         if self.masks is None:
             return
         folder = self.root / self.masks
         if not folder.is_dir():
             raise DatasetError(f"masks folder not found: {folder}")
-        stems = {Path(name).stem for name in names}
+        stems: dict[str, str] = {}
+        for name in sorted(names):
+            first = stems.setdefault(Path(name).stem, name)
+            if first != name and self.has_mask(name):
+                raise DatasetError(f"images {self.image_path(first)} and {self.image_path(name)} share the mask "
+                                   f"{self.mask_path(name)}: rename one of them")
         for path in sorted(folder.iterdir()):
             if path.suffix.lower() == ".png" and path.stem not in stems:
                 warn(f"{path}: mask for an unknown image (no image {path.stem}.* in the labels file); not used")

@@ -423,7 +423,18 @@ class NamedImageStore:
         try:
             return array[selection]
         except (ValueError, RuntimeError) as error:  # the codecs' errors: checksum mismatch, undecodable bytes
+            if isinstance(selection, slice) and image is not None:  # a block: name its damaged image, not its first
+                image = next((i for i in range(*selection.indices(array.shape[0])) if _fails(array, i)), image)
             index = 0 if image is None else image // (array.shards or array.chunks)[0]
             key = array.metadata.encode_chunk_key((index,) + (0,) * (array.ndim - 1))
             which = "" if image is None else f" (image {self.names[image]!r})"
             raise StoreError(f"{self.path}: damaged shard {array.path}/{key}{which}: {error}") from error
+
+
+def _fails(array: zarr.Array, i: int) -> bool:
+    """Whether image `i` of `array` fails to decode on its own (every image of a shard with a damaged index does)."""
+    try:
+        array[i]
+    except (ValueError, RuntimeError):
+        return True
+    return False
