@@ -1,8 +1,8 @@
 """Cues (seeds): sparse, high-precision pixel labels on a G x G grid over the whole image (the network's output grid
 for a square input; the published format), their store and their quality.
 
-Cues are multi-hot (C, G, G) uint8 maps, channel 0 = background: a pixel may carry no label, one, or (in imported
-published cues) several. Spec section 1.
+Cues are multi-hot (C, G, G) uint8 maps, channel 0 = background: a pixel may carry no label, one, or several
+(imported published cues keep one). Spec section 1.
 """
 
 from __future__ import annotations
@@ -306,9 +306,10 @@ def import_published_cues(
     """Read the published DSRG/DGCN cue pickle into (names, cues (N, C, G, G) uint8, image_labels (N, C) uint8).
 
     The pickle maps '<idx>_labels' to the present foreground classes and '<idx>_cues' to (class, row, col) arrays;
-    `<idx>` comes from `input_list_path`. Overlapping cues stay multi-hot as published. The pickle is read by a
-    restricted unpickler that admits only containers and numpy arrays of numbers, so a crafted file cannot run code or
-    exhaust memory; every index must be an integer in range.
+    `<idx>` comes from `input_list_path`. A cell cued for several classes keeps the highest alone, as the published
+    data set's marker map does (hustvl/DGCN dataset.py:56-58). The pickle is read by a restricted unpickler that admits
+    only containers and numpy arrays of numbers, so a crafted file cannot run code or exhaust memory; every index must
+    be an integer in range.
     """
     pickle_path, input_list_path = Path(pickle_path), Path(input_list_path)
     entries = _read_input_list(input_list_path)
@@ -340,7 +341,10 @@ def import_published_cues(
             raise InputError(f"{where}: cues must be three equally long arrays (class, row, col)")
         if not image_labels[i, classes].all():
             raise InputError(f"{where}: cues for classes {sorted(set(classes.tolist()))} not all among its labels")
-        cues[i, classes, rows, cols] = 1
+        highest = np.full((grid, grid), -1, dtype=np.int64)
+        np.maximum.at(highest, (rows, cols), classes)
+        cued = highest >= 0
+        cues[i, highest[cued], *np.nonzero(cued)] = 1
     return names, cues, image_labels
 
 

@@ -1,4 +1,5 @@
-"""Test-time prediction: multi-scale and mirrored passes averaged (both really used), features from scale 1."""
+"""Test-time prediction: the class scores of multi-scale and mirrored passes summed, one softmax (as the published
+evaluate.py combines its scales), features from scale 1."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from dgcn.data.loading import normalize
 
 @dataclass(frozen=True)
 class Prediction:
-    """probs (B, C, H, W) float32 averaged softmax at the requested size, on the CPU; features (B, D, h, w) at scale 1,
-    on the model's device (the kNN graph is built there)."""
+    """probs (B, C, H, W) float32 softmax of the summed scores at the requested size, on the CPU; features (B, D, h, w)
+    at scale 1, on the model's device (the kNN graph is built there)."""
 
     probs: torch.Tensor
     features: torch.Tensor
@@ -25,8 +26,10 @@ class Prediction:
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: torch.Tensor, *, scales: Sequence[float], flip: bool,
             size: tuple[int, int] | None = None) -> Prediction:
-    """Average softmax over `scales` (of the input size) and, with `flip`, their mirror images, resized to `size`
-    (None: the output grid of the scale-1 pass, where the features are)."""
+    """Class probabilities as the published test time combines scales (evaluate.py:115-120): the class scores (logits)
+    of each of `scales` (of the input size) and, with `flip`, of their mirror images (mirrored back), resized
+    bilinearly to `size` (None: the output grid of the scale-1 pass, where the features are), summed, then one
+    softmax."""
     model.eval()
     x = x.to(next(model.parameters()).device)
     height, width = x.shape[-2:]
@@ -45,11 +48,9 @@ def predict(model: torch.nn.Module, x: torch.Tensor, *, scales: Sequence[float],
     for raw in outputs:
         scores = F.interpolate(raw, size=size, mode="bilinear", align_corners=False)
         if flip:
-            scores = torch.cat([scores[: len(x)], scores[len(x):].flip(-1)])
-        probs = scores.softmax(dim=1).view(-1, len(x), *scores.shape[1:]).sum(dim=0)
-        total = probs if total is None else total + probs
-    passes = len(outputs) * (2 if flip else 1)
-    return Prediction(probs=(total / passes).cpu(), features=features)
+            scores = scores[: len(x)] + scores[len(x):].flip(-1)
+        total = scores if total is None else total + scores
+    return Prediction(probs=total.softmax(dim=1).cpu(), features=features)
 
 
 def restrict_to_classes(probs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,8 @@ from dgcn.workers import process_pool
 
 # Training-time CRF at the feature grid: both sxy values divided by 12 (spec 2.5).
 TRAINING_CRF_PARAMS: Mapping[str, float] = {"scale": 1 / 12}
+# The constrain loss's target: the training CRF's Q floored at this, then renormalised (published train.py:169-170).
+CRF_TARGET_FLOOR = 1e-4
 _T = TypeVar("_T")
 _C = TypeVar("_C")
 
@@ -44,9 +46,17 @@ def grow_images(
     ])
 
 
+def floored_target(q: np.ndarray, floor: float = CRF_TARGET_FLOOR) -> np.ndarray:
+    """(..., C, h, w) CRF probabilities Q -> the constrain loss's target, float32: max(Q, floor) renormalised over C
+    (in float64), so that no class's target is 0."""
+    kept = np.maximum(np.asarray(q, dtype=np.float64), floor)
+    return (kept / kept.sum(axis=-3, keepdims=True)).astype(np.float32)
+
+
 def crf_images(images: np.ndarray, probs: np.ndarray, crf_params: Mapping[str, float]) -> np.ndarray:
-    """dense_crf of each image of a chunk: (b, h, w, 3) uint8 and (b, C, h, w) probs -> (b, C, h, w) float32."""
-    return np.stack(dense_crf_many(images, probs, workers=0, **crf_params))
+    """The constrain targets of a chunk: floored_target of each image's dense_crf, (b, h, w, 3) uint8 and (b, C, h, w)
+    probs -> (b, C, h, w) float32."""
+    return floored_target(np.stack(dense_crf_many(images, probs, workers=0, **crf_params)))
 
 
 def supervise_images(cues: np.ndarray, probs: np.ndarray, classes: Sequence[np.ndarray],
@@ -79,7 +89,8 @@ def _join_pairs(results: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarra
 
 
 class SupervisionFuture(ChunkedFuture[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]):
-    """Pending targets of one batch: result() is ((B, C, h, w) uint8 supervision, (B, C, h, w) float32 crf_probs)."""
+    """Pending targets of one batch: result() is ((B, C, h, w) uint8 supervision, (B, C, h, w) float32 crf_probs, the
+    floored CRF probabilities: floored_target)."""
 
     def __init__(self, parts: list[Future[tuple[np.ndarray, np.ndarray]]]) -> None:
         super().__init__(parts, _join_pairs)

@@ -13,14 +13,14 @@ matrix and the graph cuts are published_supervision.py's port.
   sample (halves up), order 1 weighs the two around it by (1 - t, 1 - (1 - t)) in float64; a coordinate rounded past
   the last input sample reads 0.
 - Where our code deliberately differs, the port takes the difference as an argument whose default is the published
-  behaviour, so that a test can adopt our convention for one part at a time: `Normalisation`, `sampling` (the cue
-  zoom), `align_corners` (graph features), `crf_images` and `crf_floor` (the constrain target), `Inference`.
+  behaviour, so that a test can adopt our convention for one part at a time: `Normalisation`, `memory_format` (the
+  input's layout), `crf_images` (the constrain target's image), `Inference` (the export's resampling and grid).
 - Randomness is injected: the crop's corner and the mirror flag are arguments (dataset.py:83-84, 98 draw them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -36,10 +36,6 @@ from torch import nn
 IMG_MEAN = (122.67891434, 116.66876762, 104.00698793)
 # train.py:159: the mean added back to the network input to colour the training CRF's image.
 CRF_MEAN_PIXEL = (123.0, 117.0, 104.0)
-
-# (out_len, in_len) -> (out_len,) source indices and (out_len,) bool: inside the input (False reads 0).
-Sampling = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
-
 
 def zoom_shape(length: int, factor: float) -> int:
     """The length scipy.ndimage.zoom gives an axis of `length` samples zoomed by `factor`: round(length * factor)."""
@@ -60,10 +56,10 @@ def scipy_nearest(out_len: int, in_len: int) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(np.floor(coordinates + 0.5).astype(np.int64), in_len - 1), inside
 
 
-def zoom_nearest(values: np.ndarray, size: tuple[int, int], sampling: Sampling = scipy_nearest) -> np.ndarray:
-    """(..., H, W) -> (..., h, w) by `sampling` on both axes, 0 where it leaves the input (scipy's cval)."""
-    rows, rows_inside = sampling(size[0], values.shape[-2])
-    cols, cols_inside = sampling(size[1], values.shape[-1])
+def zoom_nearest(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(..., H, W) -> (..., h, w) by scipy_nearest on both axes, 0 where it leaves the input (scipy's cval)."""
+    rows, rows_inside = scipy_nearest(size[0], values.shape[-2])
+    cols, cols_inside = scipy_nearest(size[1], values.shape[-1])
     picked = values[..., rows[:, None], cols[None, :]]
     return np.where(rows_inside[:, None] & cols_inside[None, :], picked, 0).astype(values.dtype)
 
@@ -121,8 +117,7 @@ TEST_NORMALISATION = Normalisation(1.0, IMG_MEAN)
 
 
 def published_sample(image: np.ndarray, cues: np.ndarray, *, crop_size: int, grid: int, top: int, left: int,
-                     flip: bool, normalisation: Normalisation = TRAIN_NORMALISATION,
-                     sampling: Sampling = scipy_nearest) -> tuple[np.ndarray, np.ndarray]:
+                     flip: bool, normalisation: Normalisation = TRAIN_NORMALISATION) -> tuple[np.ndarray, np.ndarray]:
     """One training sample as VOCDataSet.__getitem__ makes it (dataset.py:48-102, scale=False as train.py:343 sets).
 
     image: (H, W, 3) uint8 RGB; cues: (C, G, G) {0,1} over the whole image (cues_reader.py:20, 25-26); the crop's corner
@@ -137,8 +132,7 @@ def published_sample(image: np.ndarray, cues: np.ndarray, *, crop_size: int, gri
     classes, rows, cols = np.nonzero(cues == 1)
     markers[rows, cols] = classes
     # dataset.py:59-60: zoomed to the image, nearest.
-    markers = zoom_nearest(markers, (zoom_shape(cue_grid, height / cue_grid), zoom_shape(cue_grid, width / cue_grid)),
-                           sampling)
+    markers = zoom_nearest(markers, (zoom_shape(cue_grid, height / cue_grid), zoom_shape(cue_grid, width / cue_grid)))
     # dataset.py:64-65 (and the channel swap of :95, done first here: the values are the same).
     pixels = normalisation(image)
     # dataset.py:68-81: padded at the bottom and right to the crop size: the image with 0, the markers with 255.
@@ -149,7 +143,7 @@ def published_sample(image: np.ndarray, cues: np.ndarray, *, crop_size: int, gri
     window = (slice(top, top + crop_size), slice(left, left + crop_size))
     pixels, markers = pixels[window], markers[window].astype(np.float32)
     # dataset.py:88: the crop's markers zoomed to the grid, nearest.
-    markers = zoom_nearest(markers, (zoom_shape(crop_size, grid / crop_size),) * 2, sampling)
+    markers = zoom_nearest(markers, (zoom_shape(crop_size, grid / crop_size),) * 2)
     # dataset.py:89-94: one channel per class again; 255 (no cue, padding) sets none.
     crop_cues = (markers[None] == np.arange(num_classes)[:, None, None]).astype(np.float64)
     # dataset.py:95-96: channels first; dataset.py:97-101: mirrored with its cues.
@@ -169,15 +163,15 @@ def published_batchnorm(model: nn.Module) -> None:
                 parameter.requires_grad_(False)
 
 
-def published_forward(model: nn.Module, images: np.ndarray, *, align_corners: bool = True,
+def published_forward(model: nn.Module, images: np.ndarray, *,
                       memory_format: torch.memory_format = torch.contiguous_format
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """train.py:370-372: (B, 3, S, S) float32 network input -> (class scores (B, C, g, g), graph features
-    (B, E + M, g, g)): layer1 resized bilinearly to the grid (align_corners=True as published), then layer3.
+    (B, E + M, g, g)): layer1 resized bilinearly to the grid (align_corners=True), then layer3.
     memory_format: the input's layout, which changes the convolutions' rounding only."""
     levels = model.trunk(torch.from_numpy(images).contiguous(memory_format=memory_format))
     scores = model.head(levels.deep)
-    early = F.interpolate(levels.early, size=scores.shape[-2:], mode="bilinear", align_corners=align_corners)
+    early = F.interpolate(levels.early, size=scores.shape[-2:], mode="bilinear", align_corners=True)
     return scores, torch.cat((early, levels.middle), dim=1)
 
 
@@ -195,12 +189,10 @@ def published_crf_images(images: np.ndarray, grid: tuple[int, int]) -> np.ndarra
     return np.ascontiguousarray(wrap_to_uint8(zoomed + np.array(CRF_MEAN_PIXEL)))
 
 
-def published_crf_log_probs(probs: np.ndarray, images: np.ndarray, floor: float | None = 1e-4) -> np.ndarray:
+def published_crf_log_probs(probs: np.ndarray, images: np.ndarray) -> np.ndarray:
     """train.py:154-172 with crf_inference of train.py:137-150: (B, C, h, w) float32 probabilities (a copy: modified)
-    and (B, h, w, 3) uint8 images -> (B, C, h, w) float64 log of the CRF's probabilities Q.
-
-    floor: Q is floored there and renormalised (train.py:169-170); None: Q as the CRF gives it (ours).
-    """
+    and (B, h, w, 3) uint8 images -> (B, C, h, w) float64 log of the CRF's probabilities Q, floored at 1e-4 and
+    renormalised (train.py:169-170)."""
     batch, num_classes, height, width = probs.shape
     probs[probs < 0.0001] = 0.0001  # train.py:156
     result = np.zeros(probs.shape)
@@ -210,9 +202,8 @@ def published_crf_log_probs(probs: np.ndarray, images: np.ndarray, floor: float 
         crf.addPairwiseGaussian(sxy=3 / 12, compat=3)
         crf.addPairwiseBilateral(sxy=80 / 12, srgb=13, rgbim=np.copy(images[b]), compat=10)
         result[b] = np.array(crf.inference(10)).reshape(num_classes, height, width)
-    if floor is not None:
-        result[result < floor] = floor
-        result = result / result.sum(axis=1, keepdims=True)
+    result[result < 0.0001] = 0.0001
+    result = result / result.sum(axis=1, keepdims=True)
     return np.log(result)
 
 
@@ -255,8 +246,7 @@ class StepResult(NamedTuple):
 
 
 def published_losses(scores: torch.Tensor, features: torch.Tensor, images: np.ndarray, cues: np.ndarray,
-                     labels: np.ndarray, *, crf_images: np.ndarray | None = None, crf_floor: float | None = 1e-4,
-                     k: int = 10) -> StepResult:
+                     labels: np.ndarray, *, crf_images: np.ndarray | None = None, k: int = 10) -> StepResult:
     """train.py:374-383 on published_forward's outputs: images (B, 3, S, S) the network input, cues (B, C, g, g) the
     samples' cues, labels (B, C) the image labels with background (cues_reader.py:19-23); crf_images: the CRF's
     (B, g, g, 3) uint8 images, None for published_crf_images."""
@@ -264,7 +254,7 @@ def published_losses(scores: torch.Tensor, features: torch.Tensor, images: np.nd
     probs = published_softmax(scores)  # train.py:375
     small = published_crf_images(images, tuple(scores.shape[-2:])) if crf_images is None else crf_images
     # train.py:378: .cpu() of the published CUDA tensor is a copy, so the in-place floor leaves probs alone.
-    log_q = published_crf_log_probs(probs.detach().numpy().copy(), small, crf_floor)
+    log_q = published_crf_log_probs(probs.detach().numpy().copy(), small)
     constrain = published_constrain_loss(probs, log_q)  # train.py:379
     # train.py:380-381, 207-251: one cut per image label (train.py:213), background included.
     classes = [np.flatnonzero(row) for row in labels]
@@ -279,15 +269,13 @@ class Inference:
 
     normalisation: of the RGB values (evaluate.py:63, 89). resample: "scipy", zoom order 1 of the image per scale and
     of the scores (evaluate.py:58-60, 117), or "torch": bilinear, align_corners=False, of the normalised image and of
-    the scores (ours). combine: "logits", the scores summed over scales, then a softmax (evaluate.py:118-120), or
-    "softmax": the mean of each scale's softmax (ours). size: "image", the scores at the image's size (evaluate.py:116-
-    117), or "grid": at the scale-1 output grid (ours). floor: probabilities floored without renormalising
-    (evaluate.py:122-123); None: none.
+    the scores (ours). size: "image", the scores at the image's size (evaluate.py:116-117), or "grid": at the scale-1
+    output grid (ours). floor: probabilities floored without renormalising (evaluate.py:122-123); None: none. The
+    scales' scores are summed, then one softmax (evaluate.py:118-120), as ours.
     """
 
     normalisation: Normalisation = TEST_NORMALISATION
     resample: str = "scipy"
-    combine: str = "logits"
     size: str = "image"
     floor: float | None = 1e-5
 
@@ -325,15 +313,11 @@ def published_combination(scores: Sequence[torch.Tensor], image_size: tuple[int,
     (C, h, w) at the scale-1 `grid` with how.size="grid"."""
     target = image_size if how.size == "image" else grid
     resized = [_resized(s, target, how.resample)[0] for s in scores]  # evaluate.py:115-117
-    if how.combine == "logits":  # evaluate.py:118-120
-        total = resized[0]
-        for s in resized[1:]:
-            total = total + s
-        exp = torch.exp(total - total.max(dim=0, keepdim=True).values)
-        probs = exp / exp.sum(dim=0, keepdim=True)
-    else:
-        probs = sum(s.softmax(dim=0) for s in resized) / len(resized)
-    probs = probs.numpy()
+    total = resized[0]
+    for s in resized[1:]:  # evaluate.py:118-120
+        total = total + s
+    exp = torch.exp(total - total.max(dim=0, keepdim=True).values)
+    probs = (exp / exp.sum(dim=0, keepdim=True)).numpy()
     if how.floor is not None:  # evaluate.py:122-123
         probs[probs < how.floor] = how.floor
     return probs

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 import dgcn.training.dgcn as dgcn_training
-from dgcn.data.augment import ColorJitter, Crop, CropGeometry, nearest_indices, random_crop, remap_cues, zoom_nearest
+from dgcn.data.augment import (
+    ColorJitter,
+    Crop,
+    CropGeometry,
+    nearest_indices,
+    random_crop,
+    remap_cues,
+    zoom_samples,
+)
 from dgcn.data.crops import CueCrops, LabelCounts, LabelCrops, SampleKey, SquareImages
 from dgcn.data.loading import normalize, resize_image, resize_labels
 from dgcn.data.palette import IGNORE_INDEX
@@ -28,35 +36,78 @@ def test_nearest_indices_sample_pixel_centres() -> None:
     assert nearest_indices(41, 41).tolist() == list(range(41))
 
 
+def test_zoom_samples_align_the_first_and_last_samples_as_scipy_did() -> None:
+    # scipy < 1.6's zoom(order=0), as the published code ran it: output k reads input k * (n - 1) / (m - 1), rounded
+    # half up (np.arange(4.) zoomed to 7 samples is 0 1 1 2 2 3 3); pixel centres would read 0 0 1 2 2 3 3.
+    assert zoom_samples(7, 4)[0].tolist() == [0, 1, 1, 2, 2, 3, 3]
+    assert zoom_samples(41, 321)[0].tolist() == list(range(0, 321, 8))  # a 321 crop's grid: where its cells centre
+    assert zoom_samples(1, 5)[0].tolist() == [0]
+    # 147 * (40 / 147) > 40 in doubles: scipy wrote its cval for the last of 148 samples
+    indices, inside = zoom_samples(148, 41)
+    assert indices[-1] == 40 and inside[:-1].all() and not inside[-1]
+
+
 def test_cues_are_remapped_to_a_crop_that_leaves_the_image() -> None:
     # A 4x4 cue grid over an 8-row x 6-column image, each grid pixel with its own pattern of three classes.
     cues = np.zeros((3, 4, 4), np.uint8)
-    cues[0] = [[1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0], [1, 1, 0, 0]]
-    cues[1] = [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
-    cues[2] = [[0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 1]]
-    # A 4-pixel window at row 2, column 4: columns 6 and 7 are padding. Its 2x2 grid samples window pixels 1 and 3,
-    # i.e. image rows 3, 5 (cue rows 1, 2) and image columns 5 (cue column 3), 7 (padding).
+    cues[0] = [[1, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0], [1, 1, 0, 0]]
+    cues[1] = [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0]]
+    cues[2] = [[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1]]
+    # A 4-pixel window at row 2, column 4: columns 6 and 7 are padding. Its 2x2 grid samples window pixels 0 and 3
+    # (the published zoom aligns the first and last), i.e. image rows 2, 5 (cue rows 1, 2: the image's rows read cue
+    # rows 0 0 1 1 2 2 3 3) and image columns 4 (cue column 2: 0 1 1 2 2 3), 7 (padding).
     crop = Crop(top=2, left=4, size=4, height=8, width=6)
     remapped = remap_cues(cues, crop, grid=2)
     expected = np.zeros((3, 2, 2), np.uint8)
-    expected[:, 0, 0] = [1, 0, 1]  # cue pixel (1, 3): multi-hot stays multi-hot
-    expected[:, 1, 0] = [0, 1, 0]  # cue pixel (2, 3)
+    expected[:, 0, 0] = [1, 0, 1]  # cue pixel (1, 2): multi-hot stays multi-hot
+    expected[:, 1, 0] = [0, 1, 0]  # cue pixel (2, 2)
     np.testing.assert_array_equal(remapped, expected)
     assert crop.valid_grid(2).tolist() == [[True, False], [True, False]]
+
+
+def _zoom_as_published(cues: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(C, H, W) cues zoomed by zoom_samples on both axes; a background cue where the zoom reads past the end (scipy's
+    cval, 0: the background class in the published marker map)."""
+    rows, rows_inside = zoom_samples(size[0], cues.shape[1])
+    cols, cols_inside = zoom_samples(size[1], cues.shape[2])
+    zoomed = cues[:, rows[:, None], cols[None, :]]
+    past_end = ~(rows_inside[:, None] & cols_inside[None, :])
+    zoomed[:, past_end] = 0
+    zoomed[0, past_end] = 1
+    return zoomed
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_remap_equals_zoom_crop_zoom(seed: int) -> None:
     rng = np.random.default_rng(seed)
     height, width, side, grid = (int(v) for v in rng.integers(20, 90, 4))
-    cues = (rng.random((4, side // 2 + 2, side // 2 + 2)) < 0.3).astype(np.uint8)
+    height = (height, 148)[seed % 2]  # 148 rows: the zoom from 41 cue rows reads past the end at the last
+    cue_grid = 41 if seed % 2 else side // 2 + 2
+    cues = (rng.random((4, cue_grid, cue_grid)) < 0.3).astype(np.uint8)
     crop = random_crop(rng, height, width, int(rng.integers(10, 100)))
-    # The published steps literally: zoom to the image, crop with no cue in the padding, zoom to the grid.
-    literal = zoom_nearest(crop.window(zoom_nearest(cues, (height, width)).transpose(1, 2, 0), 0).transpose(2, 0, 1),
-                           (grid, grid))
+    # The published steps literally: zoom to the image, crop with no cue in the padding, zoom to the grid; ours keeps
+    # no cue on the padding.
+    window = crop.window(_zoom_as_published(cues, (height, width)).transpose(1, 2, 0), 0).transpose(2, 0, 1)
+    literal = _zoom_as_published(window, (grid, grid)) * crop.valid_grid(grid)
     np.testing.assert_array_equal(remap_cues(cues, crop, grid), literal)
     padding = ~crop.valid_grid(grid)
     assert not remap_cues(np.ones_like(cues), crop, grid)[:, padding].any()
+
+
+@pytest.mark.parametrize(("crop", "grid"), [
+    (Crop(top=51, left=51, size=97, height=148, width=148), 13),  # 41 -> 148 reads past the end at image pixel 147
+    (Crop(top=0, left=0, size=59, height=100, width=100), 8),  # 59 -> 8 reads past the end at the last grid cell
+])
+def test_remap_reads_past_the_end_as_background_as_old_scipy(crop: Crop, grid: int) -> None:
+    cues = np.zeros((3, 41, 41), np.uint8)
+    cues[2] = 1
+    remapped = remap_cues(cues, crop, grid)
+    rows, cols = crop.grid_samples(grid)
+    assert (rows[-1], cols[-1]) == ((147, 147) if crop.height == 148 else (58, 58))
+    edge = np.zeros((grid, grid), bool)
+    edge[-1] = edge[:, -1] = True
+    assert (remapped[:, edge] == np.array([[1], [0], [0]])).all()  # the published marker map's 0: background
+    assert (remapped[:, ~edge] == np.array([[0], [0], [1]])).all()
 
 
 def test_a_crop_of_the_whole_image_changes_nothing() -> None:
@@ -94,7 +145,7 @@ def test_dgcn_sample_pads_with_the_mean_and_masks_the_padding() -> None:
     assert index == 0 and valid.dtype == bool
     assert torch.equal(image[:, :, 12:], torch.zeros(3, 16, 4))  # columns past the image: 0, the mean
     assert torch.equal(image[:, :, :12], normalize(torch.from_numpy(images[0][None]))[0])
-    assert valid.tolist() == [[True, True, True, False]] * 4  # grid columns sample window columns 2, 6, 10, 14
+    assert valid.tolist() == [[True, True, True, False]] * 4  # grid columns sample window columns 0, 5, 10, 15
     np.testing.assert_array_equal(crop_cues, np.broadcast_to(valid, (3, 4, 4)))
     flipped = data[SampleKey(seed=0, epoch=0, index=0, flip=True)]
     assert torch.equal(flipped[0], image.flip(-1))
@@ -109,8 +160,8 @@ def test_dgcn_sample_mask_follows_the_crop_and_is_ignore_on_padding() -> None:
     mask = np.repeat(np.arange(12, dtype=np.uint8)[None] // 3, 16, axis=0)  # columns 0-2 -> 0, 3-5 -> 1, ...
     data = CueCrops(images, [np.ones((4, 5, 5), np.uint8)], CropGeometry(16), grid=4, masks=[mask])
     *_, mask_grid, _ = data[SampleKey(seed=0, epoch=0, index=0, flip=False)]
-    # grid columns sample window columns 2, 6, 10 (mask 0, 2, 3) and 14 (padding)
-    assert mask_grid.tolist() == [[0, 2, 3, IGNORE_INDEX]] * 4
+    # grid columns sample window columns 0, 5, 10 (mask 0, 1, 3: the pixels the cues sample) and 15 (padding)
+    assert mask_grid.tolist() == [[0, 1, 3, IGNORE_INDEX]] * 4
     flipped = data[SampleKey(seed=0, epoch=0, index=0, flip=True)][4]
     np.testing.assert_array_equal(flipped, mask_grid[:, ::-1])
 

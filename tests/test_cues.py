@@ -174,7 +174,7 @@ def _write_published(tmp_path: Path) -> tuple[Path, Path]:
         "0_labels": np.array([15]),
         "0_cues": (np.array([0, 15, 15, 0]), np.array([0, 20, 21, 20]), np.array([0, 30, 30, 30])),
         "1_labels": np.array([1, 7]),
-        "1_cues": (np.array([7, 1]), np.array([40, 40]), np.array([40, 40])),  # overlap stays multi-hot
+        "1_cues": (np.array([7, 1, 1]), np.array([40, 40, 39]), np.array([40, 40, 40])),  # (40, 40) cued twice
     }
     pickle_path, list_path = tmp_path / "localization_cues.pickle", tmp_path / "input_list.txt"
     pickle_path.write_bytes(pickle.dumps(published, protocol=2))
@@ -187,8 +187,10 @@ def test_import_published_cues(tmp_path: Path) -> None:
     assert names == ["2007_000032", "2007_000039"]
     assert cues.shape == (2, 21, 41, 41) and cues.dtype == np.uint8 and labels.dtype == np.uint8
     assert np.flatnonzero(labels[0]).tolist() == [0, 15] and np.flatnonzero(labels[1]).tolist() == [0, 1, 7]
-    assert cues[0].sum() == 4 and cues[0, 15, 20, 30] == cues[0, 15, 21, 30] == cues[0, 0, 20, 30] == 1
-    assert cues[1, :, 40, 40].nonzero()[0].tolist() == [1, 7] and cues[1].sum() == 2
+    # A cell cued for two classes keeps the higher alone, as the published marker map (dataset.py:56-58): (20, 30) of
+    # image 0 (background and 15) and (40, 40) of image 1 (7 and 1).
+    assert cues[0].sum() == 3 and cues[0, 15, 20, 30] == cues[0, 15, 21, 30] == cues[0, 0, 0, 0] == 1
+    assert cues[1, :, 40, 40].nonzero()[0].tolist() == [7] and cues[1, 1, 39, 40] == 1 and cues[1].sum() == 2
 
 
 def test_import_rejects_missing_keys_and_bad_indices(tmp_path: Path) -> None:
@@ -213,13 +215,15 @@ def test_differing_label_sets() -> None:
         differing_label_sets(published, from_masks[:2])
 
 
-def test_export_then_import_round_trips(tmp_path: Path) -> None:
+def test_export_then_import_round_trips_keeping_the_highest_class_per_cell(tmp_path: Path) -> None:
     names, cues, labels = _random_cues(6, grid=41)
+    assert (cues.sum(axis=1) > 1).any()  # multi-hot cells: the import keeps their highest class
     pickle_path, list_path = tmp_path / "cues.pickle", tmp_path / "input_list.txt"
     export_published_cues(pickle_path, list_path, names, cues, labels)
     back_names, back_cues, back_labels = import_published_cues(pickle_path, list_path, num_classes=4, grid=41)
+    highest = np.stack([cue_label_map(c) for c in cues])[:, None] == np.arange(len(CLASSES))[:, None, None]
     assert back_names == names
-    assert np.array_equal(back_cues, cues) and np.array_equal(back_labels, labels)
+    assert np.array_equal(back_cues, highest.astype(np.uint8)) and np.array_equal(back_labels, labels)
 
 
 # cue quality

@@ -13,7 +13,7 @@ from dgcn import graphcut
 from dgcn.crf import dense_crf
 from dgcn.graphcut import grow_supervision, knn_edges, knn_edges_batch
 from dgcn.losses import smoothed_softmax
-from dgcn.supervision import SupervisionPool
+from dgcn.supervision import SupervisionPool, floored_target
 
 NO_EDGES = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
@@ -296,7 +296,26 @@ def test_pool_workers_match_in_process_and_direct_calls(spawned_pool):
     assert crf_probs.shape == (batch, num_classes, h, w) and crf_probs.dtype == np.float32
     edges = knn_edges(features[1], k=10)
     assert np.array_equal(supervision[1], grow_supervision(cues[1], probs[1].numpy(), classes[1], edges))
-    assert np.array_equal(crf_probs[1], dense_crf(images[1], probs[1].numpy(), scale=1 / 12))
+    assert np.array_equal(crf_probs[1], floored_target(dense_crf(images[1], probs[1].numpy(), scale=1 / 12)))
+
+
+def test_constrain_target_is_the_crf_floored_at_1e_4_and_renormalised():
+    """As published (train.py:169-170): Q below 1e-4 is raised to it, then each pixel renormalised over classes."""
+    q = np.array([[1.0, 0.0, 3e-5], [0.5, 0.5, 0.0]], np.float32).T[:, :, None]  # (C=3, h=2, w=1)
+    expected = np.array([[1.0, 1e-4, 1e-4], [0.5, 0.5, 1e-4]]) / np.array([[1.0002], [1.0001]])
+    np.testing.assert_allclose(floored_target(q)[:, :, 0].T, expected, rtol=1e-6)
+    # Through the pool: a confident network leaves CRF probabilities far below the floor, the target has none.
+    rng = np.random.default_rng(5)
+    scores = torch.zeros(1, 3, 6, 6)
+    scores[:, 0] = 30.0
+    probs = smoothed_softmax(scores)
+    images = rng.integers(0, 256, (1, 6, 6, 3), dtype=np.uint8)
+    with SupervisionPool(workers=0) as pool:
+        _, target = pool.submit(torch.randn(1, 4, 6, 6), probs, np.zeros((1, 3, 6, 6), np.uint8), [np.array([0, 1])],
+                                images).result()
+    raw = dense_crf(images[0], probs[0].numpy(), scale=1 / 12)
+    assert raw.min() < 1e-5 and target.min() >= 1e-4 / 1.0003
+    np.testing.assert_allclose(target.sum(axis=1), 1.0, rtol=1e-6)
 
 
 def test_pool_grows_nothing_when_told_not_to():

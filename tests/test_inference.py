@@ -1,5 +1,5 @@
-"""Test-time prediction against a direct computation: every scale and the mirrored pass count, features at scale 1,
-and absent classes removed with the rest renormalised."""
+"""Test-time prediction against a direct computation: every scale's and the mirrored pass's scores summed, one
+softmax, features at scale 1, and absent classes removed with the rest renormalised."""
 
 from __future__ import annotations
 
@@ -29,36 +29,41 @@ def _image() -> torch.Tensor:
     return torch.rand(2, 3, 8, 12) * 4  # no symmetry: a mirrored pass that is not flipped back shows
 
 
-def _direct(model: PixelNet, x: torch.Tensor, scales: list[float], size: tuple[int, int]) -> torch.Tensor:
-    """Mean over scales of the softmax of the scores, upsampled to `size`; no mirror."""
+def _summed_scores(model: PixelNet, x: torch.Tensor, scales: list[float], size: tuple[int, int],
+                   mean_of_softmax: bool = False) -> torch.Tensor:
+    """The published combination (evaluate.py:115-120): the sum over scales of the scores upsampled to `size`, no
+    mirror; mean_of_softmax: the mean of each scale's softmax instead (our former one)."""
     height, width = x.shape[-2:]
     total = torch.zeros(len(x), 4, *size)
     for scale in scales:
         scaled = F.interpolate(x, size=(round(height * scale), round(width * scale)), mode="bilinear",
                                align_corners=False)
         scores = F.interpolate(model(scaled).scores, size=size, mode="bilinear", align_corners=False)
-        total += scores.softmax(dim=1)
-    return total / len(scales)
+        total += scores.softmax(dim=1) / len(scales) if mean_of_softmax else scores
+    return total
 
 
-def test_every_scale_is_averaged_and_features_come_from_scale_one() -> None:
+def test_the_scales_scores_are_summed_then_one_softmax_and_features_come_from_scale_one() -> None:
     model, x = PixelNet(), _image()
     scales = [1.5, 1.0, 0.5]  # scale 1 neither first nor last
     prediction = predict(model, x, scales=scales, flip=False)
     assert prediction.probs.shape == (2, 4, 8, 12)
-    torch.testing.assert_close(prediction.probs, _direct(model, x, scales, (8, 12)))
-    assert not torch.allclose(prediction.probs, _direct(model, x, [0.5], (8, 12)), atol=1e-3)
+    torch.testing.assert_close(prediction.probs, _summed_scores(model, x, scales, (8, 12)).softmax(dim=1))
+    mean_of_softmax = _summed_scores(model, x, scales, (8, 12), mean_of_softmax=True)
+    assert not torch.allclose(prediction.probs, mean_of_softmax, atol=1e-3)
+    assert not torch.allclose(prediction.probs, _summed_scores(model, x, [0.5], (8, 12)).softmax(dim=1), atol=1e-3)
     assert torch.equal(prediction.features, x[:, :2] + 12)
 
 
-def test_mirrored_pass_is_flipped_back() -> None:
+def test_mirrored_pass_is_flipped_back_and_its_scores_added() -> None:
     model, x = PixelNet(), _image()
-    # the network commutes with mirroring, so the mirrored pass flipped back equals the plain one
+    # the network commutes with mirroring, so the mirrored pass flipped back adds the plain scores once more
     mirrored = predict(model, x, scales=[1.0, 0.5], flip=True, size=(5, 7))
     plain = predict(model, x, scales=[1.0, 0.5], flip=False, size=(5, 7))
-    torch.testing.assert_close(mirrored.probs, plain.probs)
+    torch.testing.assert_close(mirrored.probs, (2 * _summed_scores(model, x, [1.0, 0.5], (5, 7))).softmax(dim=1))
     assert torch.equal(mirrored.features, plain.features)  # the unmirrored half only
-    unflipped = (plain.probs + plain.probs.flip(-1)) / 2  # what a mirrored pass left mirrored would give
+    scores = _summed_scores(model, x, [1.0, 0.5], (5, 7))
+    unflipped = (scores + scores.flip(-1)).softmax(dim=1)  # what a mirrored pass left mirrored would give
     assert not torch.allclose(mirrored.probs, unflipped, atol=1e-3)
 
 

@@ -20,6 +20,7 @@ from dgcn.models import (
 )
 from dgcn.models.classifier import TRUNK_BUILDERS
 from dgcn.models.options import SEGMENTER_OPTIONS, TRUNK_OPTIONS, option_names
+from dgcn.models.segmenter import TrunkFeatures, graph_features
 
 NUM_CLASSES = 4
 TINY = {"width": 8}
@@ -293,3 +294,14 @@ def test_dgcn_head_is_one_dilated_conv_at_rate_12(deeplab_v2: SegmentationNet) -
         head = dgcn.head.branches[0]
         assert torch.equal(out.scores, head(dgcn.trunk(x).deep))  # the single branch is the whole head
     assert out.scores.shape == (1, 21, 5, 5)
+
+
+def test_graph_features_resize_the_early_level_with_the_corners_aligned() -> None:
+    """As published (train.py:370): the early level's corner samples land on the grid's corners (align_corners=True);
+    pixel-centre resizing would average 2 x 2 blocks of this ramp instead."""
+    early = torch.arange(16.0).view(1, 1, 4, 4)
+    middle = torch.full((1, 2, 2, 2), -1.0)
+    features = graph_features(TrunkFeatures(early=early, middle=middle, deep=middle))
+    assert features.shape == (1, 3, 2, 2)
+    assert features[0, 0].tolist() == [[0.0, 3.0], [12.0, 15.0]]
+    assert torch.equal(features[:, 1:], middle)

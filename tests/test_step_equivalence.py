@@ -3,19 +3,19 @@
 
 Ours is driven through its entry points: train_dgcn for one step of one batch (the gradients stay on the parameters
 after the SGD step: no weight decay), iter_pseudo_labels for the export. The port runs on a copy of the same initial
-network. Where we deliberately differ, the port is given our convention for that part, and a second test measures
-what the published convention changes (printed with -s; the figures are quoted beside each switch):
+network. Published and ours agree on the cue remap (scipy's corner-aligned zoom), the single class per cell of
+imported DSRG cues, the graph features (layer1 resized with align_corners=True), the constrain target's Q (floored at
+1e-4, renormalised) and the export's combination of scales (their scores summed, one softmax). Where we deliberately
+differ, the port is given our convention for that part, and a second test measures what the published convention
+changes (printed with -s; the figures are quoted beside each switch):
 - input: ImageNet mean / std in RGB order (published: the RGB-ordered mean subtracted from BGR, no std) and the
   input's memory layout (ours channels-last: rounding only);
-- cue remap: nearest neighbour on pixel centres (published: scipy's corner-aligned zoom);
-- graph features: layer1 resized with align_corners=False (published: True);
 - constrain target: the CRF on our grid image (PIL bilinear of the uint8 crop; published: scipy's zoom of the
-  network input plus a mean pixel whose order does not match the input's) and Q as the CRF gives it (published:
-  floored at 1e-4, renormalised);
+  network input plus a mean pixel whose order does not match the input's);
 - padding: ours leaves it out of the graph and the losses; the step's crops lie inside the photos, a padded sample
   is measured apart;
-- export: flip off (the published evaluate.py has none); the mean of each scale's softmax at the network's grid,
-  restricted to the image's classes (published: the scores summed at the image's size, then one softmax).
+- export: flip off (the published evaluate.py has none); the probabilities at the network's grid, restricted to the
+  image's classes (published: at the image's size), resampled by torch (published: scipy's zoom).
 BatchNorm: the published mode, train() with frozen affine parameters: train_dgcn's batchnorm="batch_stats" on one
 copy of the initial network, the port's published_batchnorm on the other.
 """
@@ -40,11 +40,13 @@ from published_dgcn_step import (
     published_losses,
     published_sample,
     published_scores,
+    scipy_nearest,
     zoom_linear,
 )
 from published_dgcn_step import zoom_nearest as zoom_nearest_published
 
-from dgcn.data.augment import CropGeometry, nearest_indices, zoom_nearest
+from dgcn.cues import export_published_cues, import_published_cues
+from dgcn.data.augment import CropGeometry, zoom_nearest, zoom_samples
 from dgcn.data.crops import CueCrops, SampleKey
 from dgcn.data.loading import MEAN, STD
 from dgcn.data.voc import VOCDataset
@@ -63,15 +65,10 @@ CROP = 97  # a 13 x 13 grid: one step of ResNet-101 in seconds on a CPU
 SEED = 3
 OUR_NORMALISATION = Normalisation(255.0, MEAN, STD)
 # Our export, as a published_dgcn_step.Inference: every part switched to ours.
-OUR_INFERENCE = Inference(normalisation=OUR_NORMALISATION, resample="torch", combine="softmax", size="grid", floor=None)
+OUR_INFERENCE = Inference(normalisation=OUR_NORMALISATION, resample="torch", size="grid", floor=None)
 EXPORT_SCALES = (0.75, 1.0, 1.25)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def centre_sampling(out_len: int, in_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Our cue zoom (dgcn.data.augment.nearest_indices) as a published_dgcn_step.Sampling."""
-    return nearest_indices(out_len, in_len), np.ones(out_len, dtype=bool)
 
 
 def relative(ours: torch.Tensor | np.ndarray, published: torch.Tensor | np.ndarray) -> float:
@@ -149,7 +146,7 @@ def our_step(initial: SegmentationNet, photos: Photos) -> OurStep:
 
 class Batch(NamedTuple):
     """The step's batch as both sides cut it: our CueCrops items, and per sample the published_sample arguments that
-    give the same crop (image, cues and corner) and its output under our normalisation and cue zoom."""
+    give the same crop (image, cues and corner) and its output under our normalisation."""
 
     ours: list[tuple]
     corners: list[dict]
@@ -175,8 +172,7 @@ def samples(photos: Photos, crop: int, seed: int) -> Batch:
         ours.append(dataset[SampleKey(seed, 0, index, flip)])
         corners.append({"image": photos.images[index], "cues": photos.cues[index], "crop_size": crop, "grid": grid,
                         "top": window.top, "left": window.left, "flip": flip})
-    published = [published_sample(**corner, normalisation=OUR_NORMALISATION, sampling=centre_sampling)
-                 for corner in corners]
+    published = [published_sample(**corner, normalisation=OUR_NORMALISATION) for corner in corners]
     return Batch(ours, corners, published, photos.labels[plan.indices])
 
 
@@ -186,15 +182,14 @@ def batch(photos: Photos) -> Batch:
 
 
 def port_losses(initial: SegmentationNet, images: np.ndarray, cues: np.ndarray, labels: np.ndarray,
-                crf_images: np.ndarray | None, *, crf_floor: float | None = None, align_corners: bool = False,
-                memory_format: torch.memory_format = torch.channels_last, backward: bool = False
-                ) -> tuple[StepResult, SegmentationNet]:
+                crf_images: np.ndarray | None, *, memory_format: torch.memory_format = torch.channels_last,
+                backward: bool = False) -> tuple[StepResult, SegmentationNet]:
     """The published step on a copy of the initial network, our convention wherever an argument is left at its
     default: (its result, the copy, with the gradients when `backward`)."""
     model = copy.deepcopy(initial)
     published_batchnorm(model)
-    scores, features = published_forward(model, images, align_corners=align_corners, memory_format=memory_format)
-    result = published_losses(scores, features, images, cues, labels, crf_images=crf_images, crf_floor=crf_floor)
+    scores, features = published_forward(model, images, memory_format=memory_format)
+    result = published_losses(scores, features, images, cues, labels, crf_images=crf_images)
     if backward:
         result.loss.backward()
     return result, model
@@ -220,12 +215,18 @@ def gradient_difference(ours: torch.nn.Module, published: torch.nn.Module) -> fl
 def test_zoom_port_samples_as_scipy_did() -> None:
     """The port of scipy.ndimage.zoom (scipy < 1.6) on values worked out by hand: samples at k * (n - 1) / (m - 1),
     order 0 rounding halves up (np.arange(4.) zoomed by 7 / 4 is 0 1 1 2 2 3 3), order 1 interpolating, and 0 past
-    the last sample where that product rounds above n - 1 (147 * (40 / 147) > 40: the last of 148 samples)."""
+    the last sample where that product rounds above n - 1 (147 * (40 / 147) > 40: the last of 148 samples). Our cue
+    zoom (dgcn.data.augment.zoom_samples) reads the same samples and marks the same past-the-end ones, from the cue
+    grid to every image side up to 500 and from crops of 2-399 pixels to their grids."""
     ramp = np.arange(4.0)[None]
     assert zoom_nearest_published(ramp, (1, 7)).tolist() == [[0, 1, 1, 2, 2, 3, 3]]
     assert zoom_linear(ramp.astype(np.float32), (1, 7)).tolist() == [[0, 0.5, 1, 1.5, 2, 2.5, 3]]
     edge = zoom_nearest_published(np.arange(1.0, 42.0)[None], (1, 148))[0]
     assert edge[-2:].tolist() == [41, 0] and edge[:2].tolist() == [1, 1]
+    pairs = [(side, CUE_GRID) for side in range(1, 501)] + [(-(-crop // 8), crop) for crop in range(2, 400)]
+    for out_len, in_len in pairs:
+        for ours, published in zip(zoom_samples(out_len, in_len), scipy_nearest(out_len, in_len), strict=True):
+            assert np.array_equal(ours, published), (out_len, in_len)
 
 
 def test_published_sample_equals_ours_under_our_normalisation_and_cue_zoom(photos: Photos) -> None:
@@ -242,34 +243,22 @@ def test_published_sample_equals_ours_under_our_normalisation_and_cue_zoom(photo
         assert any(mask.any() for mask in padded) == (images is small)
 
 
-def test_published_sample_keeps_one_class_per_cue_cell(photos: Photos) -> None:
-    """Cue cells seeded with two classes (DSRG's pickle may hold such cells, dgcn.cues.import_published_cues keeps
-    them) keep their highest class alone in the published sample (dataset.py:56-58 writes one label map), both in
-    ours: not switched here (the step's cues have one class per cell)."""
+def test_imported_cues_keep_one_class_per_cell_as_the_published_sample(photos: Photos, tmp_path: Path) -> None:
+    """Cue cells seeded with two classes (DSRG's pickle may hold such cells): the published sample keeps their highest
+    class alone (dataset.py:56-58 writes one label map); so does dgcn.cues.import_published_cues, whose cues then crop
+    to the published sample's."""
     cues = np.zeros((CLASSES, CUE_GRID, CUE_GRID), dtype=np.uint8)
     cues[[0, 15], 14:27, 14:27] = 1  # a block: the crop's grid samples a few of its cells
-    small = Photos([photos.images[0][::6, ::6].copy()], [cues], photos.labels[:1])  # inside one crop
-    batch = samples(small, CROP, SEED)
-    ours, published = batch.ours[0][2], batch.published[0][1]
-    cells = ours.any(axis=0)
-    assert cells.any() and np.array_equal(cells, published.any(axis=0))
-    assert ours[0][cells].all() and ours[15][cells].all()
-    assert not published[0][cells].any() and published[15][cells].all()
-
-
-def test_published_cue_remap_shifts_cues(batch: Batch) -> None:
-    """As published (scipy's corner-aligned zoom: output k samples k * (n - 1) / (m - 1)), the remapped cues differ
-    from ours (pixel centres: (k + 1/2) * n / m - 1/2) where the two sample different cue cells; the classes cued
-    stay the same. Measured on the step's two 97-pixel crops (13 x 13 grids): 46 of 82 cued cells differ; at the
-    published geometry (321-pixel crops of the three 500-pixel photos, unthinned cues) 1.5% of them."""
-    changed = cued = 0
-    for item, cues in zip(batch.ours, batch.cut()[1], strict=True):
-        ours = item[2].astype(bool)
-        assert np.array_equal(ours.any(axis=(1, 2)), cues.astype(bool).any(axis=(1, 2)))
-        changed += int((ours != cues.astype(bool)).any(axis=0).sum())
-        cued += int(ours.any(axis=0).sum())
-    print(f"\ncue remap, published vs ours: {changed} of {cued} cued cells differ")
-    assert 0 < changed < cued
+    labels = np.zeros((1, CLASSES), np.uint8)
+    labels[0, [0, 15]] = 1
+    export_published_cues(tmp_path / "cues.pickle", tmp_path / "input_list.txt", ["photo"], cues[None], labels)
+    _, imported, _ = import_published_cues(tmp_path / "cues.pickle", tmp_path / "input_list.txt")
+    assert imported[0, 0].sum() == 0 and np.array_equal(imported[0, 15], cues[15])
+    image = photos.images[0][::6, ::6].copy()  # inside one crop
+    ours = samples(Photos([image], [imported[0]], labels), CROP, SEED).ours[0][2]
+    published = samples(Photos([image], [cues], labels), CROP, SEED).published[0][1]
+    assert published.any() and not published[0].any()
+    assert np.array_equal(ours, published)
 
 
 def test_one_step_equals_the_published_step(our_step: OurStep, initial: SegmentationNet, batch: Batch) -> None:
@@ -297,33 +286,25 @@ def test_published_conventions_change_the_step_by(initial: SegmentationNet, batc
     against the step with all ours (a random network: the figures say how large each part is, not what it costs a
     trained one). Each changes the loss or the kNN graph: every switch of the port is live. Measured (pytest -s),
     relative change of the loss:
-    - input normalised as published (R - 104.0, G - 116.7, B - 122.7, no std): 1.2e-1 (5.8% of the kNN matrix);
-    - input contiguous instead of channels-last (rounding alone): 5.9e-5 (scores move by ~4e-4 relative through 101
+    - input normalised as published (R - 104.0, G - 116.7, B - 122.7, no std): 8.1e-2 (5.8% of the kNN matrix);
+    - input contiguous instead of channels-last (rounding alone): 5.5e-5 (scores move by ~4e-4 relative through 101
       layers with batch statistics; the published code's layout is cuDNN's);
-    - cues remapped as published: 1.8e-1 (33 supervision entries);
-    - graph features with align_corners=True: 0 (0.6% of the kNN matrix, the same cut);
     - the CRF image as published (mean |difference| 27 / 16 / 103 per RGB channel: the mean added back is in the
-      other order, so R shifts +19 and B -19, and the uint8 cast wraps dark blue and bright red): 4.4e-3;
-    - Q floored at 1e-4 and renormalised: 2.0e-3;
-    - all published: 5.2e-2, the gradients by 1.4 (max |difference| / max |gradient| of the worst parameter)."""
+      other order, so R shifts +19 and B -19, and the uint8 cast wraps dark blue and bright red): 3.7e-3;
+    - all published: 1.1e-1, the gradients by 2.0 (max |difference| / max |gradient| of the worst parameter)."""
     grid = batch.ours[0][2].shape[-2:]
-    ours_images, ours_cues = batch.cut(normalisation=OUR_NORMALISATION, sampling=centre_sampling)
-    published_images, published_cues = batch.cut()
-    published_input, _ = batch.cut(sampling=centre_sampling)  # the published normalisation alone
+    ours_images, cues = batch.cut(normalisation=OUR_NORMALISATION)
+    published_input, _ = batch.cut()
     published_crf = published_crf_images(published_input, grid)
-    base, base_model = port_losses(initial, ours_images, ours_cues, batch.labels, our_crf_images(batch),
-                                   backward=True)
+    base, base_model = port_losses(initial, ours_images, cues, batch.labels, our_crf_images(batch), backward=True)
     variants = {
         "input normalised as published": {"images": published_input},
         "input contiguous (rounding only)": {"memory_format": torch.contiguous_format},
-        "cues remapped as published": {"cues": published_cues},
-        "graph features align_corners=True": {"align_corners": True},
         "CRF image as published": {"crf_images": published_crf},
-        "CRF Q floored at 1e-4 and renormalised": {"crf_floor": 1e-4},
     }
     mean_shift = np.abs(published_crf.astype(float) - our_crf_images(batch)).mean(axis=(0, 1, 2))
     print(f"\nCRF image, published - ours: mean |difference| per RGB channel {np.round(mean_shift, 1).tolist()}")
-    arguments = {"images": ours_images, "cues": ours_cues, "labels": batch.labels,
+    arguments = {"images": ours_images, "cues": cues, "labels": batch.labels,
                  "crf_images": our_crf_images(batch)}
     for name, switch in variants.items():
         result, _ = port_losses(initial, **{**arguments, **switch})
@@ -335,8 +316,7 @@ def test_published_conventions_change_the_step_by(initial: SegmentationNet, batc
               f"(cell, class) pairs {supervision}")
         assert change["loss"] > 0 or knn > 0, name
     published, published_model = port_losses(
-        initial, published_images, published_cues, batch.labels, None, crf_floor=1e-4, align_corners=True,
-        memory_format=torch.contiguous_format, backward=True)
+        initial, published_input, cues, batch.labels, None, memory_format=torch.contiguous_format, backward=True)
     loss_change = relative(published.loss, base.loss)
     gradient_change = gradient_difference(base_model, published_model)
     print(f"all published: relative change of loss {loss_change:.2e}, of gradients {gradient_change:.2e}")
@@ -348,8 +328,8 @@ def test_padding_counted_as_published_changes_the_step_by(initial: SegmentationN
     """A batch whose crops overhang their (shrunk) photos: the published step counts the padding as graph nodes and in
     both losses, ours in neither. On the pixels of the images the constrain losses agree (the CRF sees the padded grid
     image on both sides); the seeding loss differs by what the cut grows into the padding. Measured (pytest -s): 48%
-    of the grid padded; published vs ours, seeding +1.7e-2 and constrain -1.1e-1 relative (the loss 2.4e-4, by
-    chance), 25 padded (cell, class) pairs grown."""
+    of the grid padded; published vs ours, relative differences of the seeding loss 2.0e-2, of the constrain loss
+    1.1e-1, of the loss 3.2e-2; 20 padded (cell, class) pairs grown."""
     small = photos._replace(images=[image[::6, ::6].copy() for image in photos.images])
     batch = samples(small, CROP, SEED)
     model = copy.deepcopy(initial)
@@ -444,9 +424,9 @@ def test_published_inference_conventions_change_the_export_by(export_case: Expor
     the image's size with what our CRF stage reads (evidence_unary: the grid's probabilities upsampled), over the
     image's classes: the largest change of a probability and the share of pixels whose most likely class changes.
     Each changes the probabilities. Measured (pytest -s), largest change of a probability (the most likely class
-    changes on 0% of the pixels unless said): our flip 0.12; input normalised as published 0.99 (4.3%); image and
-    scores resized by scipy's zoom 0.31; scores summed then one softmax 0.27; scores resized to the image rather
-    than the grid 0.19; the 1e-5 floor 5e-4 (float16's step); all published 0.75."""
+    changes on none of the pixels): our flip 0.027; input normalised as published 1.0; image and scores resized by
+    scipy's zoom 0.018; scores resized to the image rather than the grid 0.015; the 1e-5 floor 9e-4 (float16's step);
+    all published 0.75."""
     height, width = export_case.image.shape[:2]
     evidence = our_evidence(export_case, flip=False)
     classes = evidence.classes
@@ -463,7 +443,6 @@ def test_published_inference_conventions_change_the_export_by(export_case: Expor
     variants = {name: Inference(**{**vars(OUR_INFERENCE), field: getattr(Inference(), field)})
                 for name, field in (("input normalised as published", "normalisation"),
                                     ("scales and scores resized by scipy's zoom", "resample"),
-                                    ("scores summed, one softmax", "combine"),
                                     ("scores resized to the image, not the grid", "size"),
                                     ("probabilities floored at 1e-5", "floor"))}
     variants["all published"] = Inference()

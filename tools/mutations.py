@@ -43,11 +43,10 @@ GRAPHCUT_FAST = "tests/test_graphcut.py -k not pool"  # the pool tests start wor
 
 MUTATIONS: list[Mutation] = [
     # The survivors listed in issue 12, item 11.
-    m("I1", "dgcn/inference.py", "scores[len(x):].flip(-1)])", "scores[len(x):]])",
+    m("I1", "dgcn/inference.py", "scores[len(x):].flip(-1)\n", "scores[len(x):]\n",
       "tests/test_inference.py", "mirrored pass not flipped back"),
-    m("I2", "dgcn/inference.py", "total = probs if total is None else total + probs", "total = probs",
-      "tests/test_inference.py", "only the last scale kept",
-      ("passes = len(outputs) * (2 if flip else 1)", "passes = 2 if flip else 1")),
+    m("I2", "dgcn/inference.py", "total = scores if total is None else total + scores", "total = scores",
+      "tests/test_inference.py", "only the last scale kept"),
     m("I3", "dgcn/pseudo_labels.py", "probs = restrict_to_classes(prediction.probs, present)",
       "probs = prediction.probs", "tests/test_pseudo_labels.py", "export's restrict_to_classes dropped"),
     m("I4", "dgcn/crf.py", "sxy=bilateral_sxy * scale, srgb=bilateral_srgb",

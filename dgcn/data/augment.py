@@ -29,6 +29,19 @@ def zoom_nearest(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return values[..., rows[:, None], cols[None, :]]
 
 
+def zoom_samples(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The published nearest zoom along one axis (scipy.ndimage.zoom, order 0, as scipy < 1.6 computed it): output
+    sample k reads input sample floor(k * (in_size - 1) / (out_size - 1) + 1/2), the first and last samples of both
+    aligned. Returns (out_size,) int64 indices and (out_size,) bool `inside`: False where that product, in doubles,
+    exceeds in_size - 1 by a rounding error, where scipy wrote its cval (0) instead of a sample."""
+    if out_size < 1 or in_size < 1:
+        raise ValueError(f"sizes must be >= 1, got out_size={out_size}, in_size={in_size}")
+    step = (in_size - 1) / (out_size - 1) if out_size > 1 else 1.0  # scipy's zoom factor; 1 for a single sample
+    coordinates = np.arange(out_size) * step
+    indices = np.minimum(np.floor(coordinates + 0.5).astype(np.int64), in_size - 1)
+    return indices, coordinates <= in_size - 1
+
+
 @dataclass(frozen=True)
 class Crop:
     """A size x size window whose top-left corner is (top, left) in an image of (height, width) pixels; the part of
@@ -49,10 +62,16 @@ class Crop:
         return out
 
     def grid_samples(self, grid: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image rows (grid,) and columns (grid,) that a grid x grid zoom of the window samples; values >= height
-        (rows) or >= width (columns) fall in the padding."""
-        samples = nearest_indices(grid, self.size)
+        """Image rows (grid,) and columns (grid,) that the published grid x grid zoom of the window samples
+        (zoom_samples: corner-aligned, window pixel 8k for 321 -> 41, where the network's output cell k is centred);
+        values >= height (rows) or >= width (columns) fall in the padding."""
+        samples, _ = zoom_samples(grid, self.size)
         return samples + self.top, samples + self.left
+
+    def on_grid(self, values: np.ndarray, grid: int, fill: int) -> np.ndarray:
+        """(height, width) -> (grid, grid): the values at the grid's samples (grid_samples), `fill` on the padding."""
+        rows, cols = self.grid_samples(grid)
+        return self.window(values, fill)[(rows - self.top)[:, None], (cols - self.left)[None, :]]
 
     def valid_grid(self, grid: int) -> np.ndarray:
         """(grid, grid) bool: the grid pixels of the window's zoom that sample the image, not the padding."""
@@ -71,16 +90,25 @@ def random_crop(rng: np.random.Generator, height: int, width: int, size: int) ->
 def remap_cues(cues: np.ndarray, crop: Crop, grid: int) -> np.ndarray:
     """Cues over a whole image -> cues over a crop of it, at the network's grid for the crop.
 
-    cues: (C, G, G) multi-hot over the whole (crop.height, crop.width) image. Returns (C, grid, grid) uint8, exactly the
-    published zoom (G x G -> image size, nearest) -> crop (padding: no cue) -> zoom (crop -> grid, nearest), done as one
-    composed index map so that multi-hot pixels stay multi-hot.
+    cues: (C, G, G) multi-hot over the whole (crop.height, crop.width) image, channel 0 = background. Returns
+    (C, grid, grid) uint8, the published remap (dataset.py:59-60, 88): zoom (G x G -> image size) -> crop -> zoom (crop
+    -> grid), both zooms zoom_samples', done as one composed index map so that multi-hot pixels stay multi-hot. Where
+    either zoom reads past its last sample (zoom_samples' `inside` False) the published marker map holds scipy's cval,
+    0, the background class: so does ours. Padding carries no cue (ours: the published zoom gives it none either,
+    except a past-the-end background).
     """
     if cues.ndim != 3 or cues.shape[1] != cues.shape[2]:
         raise ValueError(f"cues must be (C, G, G), got {cues.shape}")
     rows, cols = crop.grid_samples(grid)
-    cue_rows = nearest_indices(crop.height, cues.shape[1])[np.minimum(rows, crop.height - 1)]
-    cue_cols = nearest_indices(crop.width, cues.shape[2])[np.minimum(cols, crop.width - 1)]
-    remapped = cues[:, cue_rows[:, None], cue_cols[None, :]]
+    _, grid_inside = zoom_samples(grid, crop.size)
+    cue_rows, image_rows_inside = zoom_samples(crop.height, cues.shape[1])
+    cue_cols, image_cols_inside = zoom_samples(crop.width, cues.shape[2])
+    rows, cols = np.minimum(rows, crop.height - 1), np.minimum(cols, crop.width - 1)
+    remapped = cues[:, cue_rows[rows][:, None], cue_cols[cols][None, :]]
+    row_inside, col_inside = grid_inside & image_rows_inside[rows], grid_inside & image_cols_inside[cols]
+    past_end = ~(row_inside[:, None] & col_inside[None, :])
+    remapped[:, past_end] = 0
+    remapped[0, past_end] = 1
     return (remapped * crop.valid_grid(grid)).astype(np.uint8)
 
 

@@ -122,8 +122,8 @@ class CueCrops(CropDataset):
     images: (H_i, W_i, 3) uint8 per sample; cues: (C, G, G) uint8 per sample over the whole image; grid: the network's
     output side for a crop_size input; masks: None, or per sample the (H_i, W_i) uint8 ground truth (or None), for
     scoring only. An item is (image (3, S, S) float32, grid_image (g, g, 3) uint8, cues (C, g, g) uint8, valid (g, g)
-    bool, mask_grid (g, g) uint8: the mask cropped and zoomed like the grid image, IGNORE_INDEX on padding and where
-    there is no mask, index).
+    bool, mask_grid (g, g) uint8: the mask at the pixels the cues sample (Crop.on_grid), IGNORE_INDEX on padding and
+    where there is no mask, index).
     """
 
     def __init__(self, images: Indexed, cues: Indexed, geometry: CropGeometry, grid: int,
@@ -145,8 +145,7 @@ class CueCrops(CropDataset):
         if mask is None:
             mask_grid = np.full((self.grid, self.grid), IGNORE_INDEX, np.uint8)
         else:
-            window = crop.window(resize_labels(np.asarray(mask), image.shape[:2]), IGNORE_INDEX)
-            mask_grid = resize_labels(window, (self.grid, self.grid))
+            mask_grid = crop.on_grid(resize_labels(np.asarray(mask), image.shape[:2]), self.grid, IGNORE_INDEX)
         return (_mirror_tensor(normalized_window(image, crop), key.flip), _mirror(grid_image, key.flip, axis=1),
                 _mirror(cues, key.flip), _mirror(crop.valid_grid(self.grid), key.flip), _mirror(mask_grid, key.flip),
                 key.index)

@@ -85,8 +85,9 @@ def check_num_classes(num_classes: int) -> None:
 
 
 def graph_features(levels: TrunkFeatures) -> Tensor:
-    """(B, E + M, h, w): the early level bilinearly resized to the middle level's grid, then concatenated to it."""
-    early = F.interpolate(levels.early, size=levels.middle.shape[-2:], mode="bilinear", align_corners=False)
+    """(B, E + M, h, w): the early level bilinearly resized to the middle level's grid with the corners aligned (as
+    published, train.py:370), then concatenated to it."""
+    early = F.interpolate(levels.early, size=levels.middle.shape[-2:], mode="bilinear", align_corners=True)
     return torch.cat([early, levels.middle], dim=1)
 
 
