@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import maxflow
 import numpy as np
 import pytest
@@ -407,16 +405,14 @@ def test_knn_ties_are_capped_lowest_index_first(make, k):
     assert pair_set(knn_edges(features, k=k)) == reference_knn(points, k, 2 * k)  # default: MAX_NEIGHBOURS_PER_K = 2
 
 
-def test_half_constant_map_edges_are_bounded_and_fast():
+def test_half_constant_map_edges_are_bounded():
     # 41x41, half of it zero (861 identical nodes), 1280-d, k = 10: every node's 10th distance is a tie with all of
-    # the zero nodes. Uncapped that was 1,446,480 pairs and ~17 s on one core; capped: 20 pairs per node.
+    # the zero nodes. Uncapped that was 1,446,480 pairs and ~17 s on one core; capped: 20 pairs per node (the bound
+    # is what keeps it fast: no timing asserted here, on a machine whose load a test cannot know).
     features = half_constant(1280, 41, 41)
-    start = time.perf_counter()
     src, dst = knn_edges(features, k=10)
-    elapsed = time.perf_counter() - start
     n, first_zero = 41 * 41, 20 * 41
     assert len(src) <= 20 * n  # the default cap, MAX_NEIGHBOURS_PER_K * k
-    assert elapsed < 6.0, f"{elapsed:.1f} s"
     # Ties taken lowest index first: the first 20 zero nodes, the node itself left out.
     assert dst[src == 5].tolist() == list(range(first_zero, first_zero + 20))
     assert dst[src == first_zero].tolist() == list(range(first_zero + 1, first_zero + 21))
