@@ -215,8 +215,9 @@ def _read_input_list(input_list_path: Path) -> list[tuple[str, int]]:
     return entries
 
 
-class _CuePickle(pickle.Unpickler):
-    """Unpickles only what the published cue format holds: builtin containers, numpy arrays, dtypes and scalars."""
+class ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only builtin containers, numpy arrays, dtypes and scalars (what the published cue format holds): a
+    crafted file cannot name a callable that runs."""
 
     _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
                 ("numpy._core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"),
@@ -244,7 +245,7 @@ def import_published_cues(
     names = check_names([name for name, _ in entries], str(input_list_path))
     with pickle_path.open("rb") as file:
         try:  # the published file was written by Python 2
-            published = _CuePickle(file, encoding="latin1").load()
+            published = ArrayUnpickler(file, encoding="latin1").load()
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
                 ValueError) as error:
             raise InputError(f"{pickle_path}: not a DSRG/DGCN cue pickle: {error}") from error

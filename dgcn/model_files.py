@@ -18,9 +18,20 @@ BUILDERS = {"segmenter": build_segmenter, "classifier": build_classifier}
 def save_model(path: Path, model: torch.nn.Module, *, kind: str, arch: str, num_outputs: int,
                options: dict[str, Any] | None = None) -> None:
     """Write `model` with what rebuilds it; bytes depend only on the content (serialised in memory, then renamed)."""
+    _write(path, {"kind": kind, "arch": arch, "num_outputs": num_outputs, "options": options or {},
+                  "state_dict": model.state_dict()})
+
+
+def save_absent_model(path: Path, *, kind: str, reason: str) -> None:
+    """Write a file that stands where a stage trained no network (its output must exist): loading it raises
+    ModelFileError with `reason`, one line that says why and what to do."""
+    _write(path, {"kind": kind, "absent": reason})
+
+
+def _write(path: Path, content: dict[str, Any]) -> None:
+    """torch.save `content` in memory, then write it atomically."""
     buffer = io.BytesIO()
-    torch.save({"kind": kind, "arch": arch, "num_outputs": num_outputs, "options": options or {},
-                "state_dict": model.state_dict()}, buffer)
+    torch.save(content, buffer)
     with atomic_output(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
 
@@ -36,6 +47,8 @@ def load_model(path: Path, kind: str) -> torch.nn.Module:
         raise ModelFileError(f"unreadable model file {path}: {error}") from error
     if not isinstance(saved, dict) or saved.get("kind") != kind:
         raise ModelFileError(f"{path} is not a saved {kind}")
+    if "absent" in saved:
+        raise ModelFileError(f"{path} holds no trained {kind}: {saved['absent']}")
     try:
         model = BUILDERS[kind](saved["arch"], saved["num_outputs"], **saved["options"])
         model.load_state_dict(saved["state_dict"])
