@@ -141,6 +141,7 @@ def read_irn_cams(path: Path, classes: np.ndarray, size: tuple[int, int]) -> tup
         found = sorted(map(str, content)) if isinstance(content, dict) else type(content).__name__
         raise InputError(f"{path}: not an IRN-style CAM dict with 'keys' and 'high_res' (found {found})")
     keys = np.asarray(content["keys"]).reshape(-1)
+    keys = keys.astype(np.int64) if keys.size == 0 else keys  # no object: [] reads as float
     if keys.dtype.kind not in "iu" or (keys.size and (keys.min() < 0 or keys.max() >= len(classes))):
         raise InputError(f"{path}: keys {keys.tolist()} are not class indices 0..{len(classes) - 1} (0 = the first "
                          "object class)")
@@ -186,6 +187,8 @@ def cams_on_grid(maps: np.ndarray, grid: int) -> np.ndarray:
     """(K, H, W) CAMs over the whole image -> (K, grid, grid) float32, bilinear (align_corners False): the resize our
     classifier's CAMs get (dgcn.cam.compute_cams). Exact where H and W are multiples of grid and each grid cell's
     pixels hold one value."""
+    if len(maps) == 0:  # a background-only image: interpolate refuses empty tensors
+        return np.zeros((0, grid, grid), dtype=np.float32)
     tensor = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[None]
     return F.interpolate(tensor, size=(grid, grid), mode="bilinear", align_corners=False)[0].numpy()
 

@@ -46,6 +46,12 @@ def test_irn_dict_with_torch_tensors_is_read_as_numpy(tmp_path: Path) -> None:
     assert np.array_equal(maps, content["high_res"])
 
 
+def test_a_background_only_image_has_no_maps(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", {"keys": [], "high_res": np.zeros((0, *SIZE), np.float32)}, allow_pickle=True)
+    classes, maps = read_irn_cams(tmp_path / "a.npy", CLASSES, SIZE)
+    assert classes.size == 0 and cams_on_grid(maps, 4).shape == (0, 4, 4)
+
+
 def test_a_strided_tensor_view_keeps_its_values(tmp_path: Path) -> None:
     tensor = torch.arange(24, dtype=torch.float32).reshape(4, 6)[1:, ::2]  # offset and strides of a view
     np.save(tmp_path / "a.npy", {"t": tensor}, allow_pickle=True)

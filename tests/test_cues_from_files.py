@@ -168,6 +168,7 @@ def test_a_class_list_maps_the_files_indices(project: Path) -> None:
     ({"source": "seed_png", "path": None}, "cues.path: source seed_png reads files: name them"),
     ({"source": "dsrg", "path": "x.pickle", "input_list": None}, "cues.input_list: source dsrg needs the pickle's"),
     ({"published_cues": "x.pickle"}, "cues.published_cues: renamed: write source: dsrg, path: <the pickle>"),
+    ({"path": "seeds"}, "cues.path: source classifier reads no files: set cues.source to their format"),
 ])
 def test_bad_sources_are_named_in_one_line(project: Path, cues: dict, message: str) -> None:
     code, output = run_cues(project, "bad", **cues)

@@ -63,6 +63,9 @@ class CuesParams(NetworkParams):
         if source not in (None, "classifier") and path is None:
             raise PydanticCustomError("files_unnamed", f"source {source} reads files: name them (relative to the data "
                                                        "root)", {})
+        if source == "classifier" and path is not None:  # files named, but the classifier would train: say so
+            raise PydanticCustomError("files_unread", "source classifier reads no files: set cues.source to their "
+                                                      "format, or path to null", {})
         return path
 
     @field_validator("input_list")
