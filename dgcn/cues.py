@@ -224,10 +224,10 @@ def _read_input_list(input_list_path: Path) -> list[tuple[str, int]]:
     return entries
 
 
-class _CuePickle(pickle.Unpickler):
+class ArrayUnpickler(pickle.Unpickler):
     """Unpickles only what the published cue format holds: builtin containers, numpy arrays, dtypes and scalars; and
     only arrays of plain numbers whose sizes the file's own bytes account for (a 100-byte pickle could otherwise ask
-    numpy for terabytes, or for object arrays)."""
+    numpy for terabytes, or for object arrays). `size`: the file's size in bytes."""
 
     _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
                 ("numpy._core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"),
@@ -316,7 +316,7 @@ def import_published_cues(
     names = check_names([name for name, _ in entries], str(input_list_path))
     with pickle_path.open("rb") as file:
         try:
-            published = _CuePickle(file, pickle_path.stat().st_size).load()
+            published = ArrayUnpickler(file, pickle_path.stat().st_size).load()
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
                 ValueError) as error:
             raise InputError(f"{pickle_path}: not a DSRG/DGCN cue pickle: {error}") from error

@@ -36,9 +36,20 @@ def save_model(path: Path, model: torch.nn.Module, *, kind: str, arch: str, num_
     bad = _non_finite(state)
     if bad is not None:
         raise ModelFileError(f"{path}: not saved, the {kind} diverged: {bad}")
+    _write(path, {"kind": kind, "arch": arch, "num_outputs": num_outputs, "options": options or {},
+                  "state_dict": state})
+
+
+def save_absent_model(path: Path, *, kind: str, reason: str) -> None:
+    """Write a file that stands where a stage trained no network (its output must exist): loading it raises
+    ModelFileError with `reason`, one line that says why and what to do."""
+    _write(path, {"kind": kind, "absent": reason})
+
+
+def _write(path: Path, content: dict[str, Any]) -> None:
+    """torch.save `content` in memory, then write it atomically."""
     buffer = io.BytesIO()
-    torch.save({"kind": kind, "arch": arch, "num_outputs": num_outputs, "options": options or {},
-                "state_dict": state}, buffer)
+    torch.save(content, buffer)
     with atomic_output(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
 
@@ -55,6 +66,8 @@ def load_model(path: Path, kind: str) -> torch.nn.Module:
         raise ModelFileError(f"unreadable model file {path}: {error}") from error
     if not isinstance(saved, dict) or saved.get("kind") != kind:
         raise ModelFileError(f"{path} is not a saved {kind}")
+    if "absent" in saved:
+        raise ModelFileError(f"{path} holds no trained {kind}: {saved['absent']}")
     bad = _non_finite(saved["state_dict"]) if isinstance(saved.get("state_dict"), dict) else None
     if bad is not None:
         raise ModelFileError(f"{path} holds a diverged {kind}: {bad}; retrain it")

@@ -48,6 +48,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                "needs no mask."),
     "compare": ("tools.compare", "Compare DVC experiments: the params that differ and each stage's mIoU, in one narrow "
                                  "table."),
+    "export-labels": ("tools.export_labels", "Write a label store as palette PNGs in the VOC layout, with its split "
+                                             "list and class names."),
     "add-dataset": ("tools.add_dataset", "Register your own data set: check it, write pipelines/<name>.yaml, add it "
                                          "to params.yaml."),
     "check": ("tools.check", "Check a data set before a long run: lists, images, masks, cues, weights, devices and "

@@ -139,7 +139,22 @@ def write_cue_pickle(root: Path, names: list[str], grid: int = 16) -> None:
     labels[:, 0] = 1
     export_published_cues(root / "cues.pickle", root / "input_list.txt", names,
                           np.zeros((len(names), 21, grid, grid), dtype=np.uint8), labels)
-    configure({"cues": {"published_cues": "cues.pickle", "published_list": "input_list.txt"}})
+    configure({"cues": {"source": "dsrg", "path": "cues.pickle", "input_list": "input_list.txt"}})
+
+
+def test_seed_files_of_every_training_image_pass_and_a_missing_one_is_named(project: Path) -> None:
+    folder = project / "data/mini/seeds"
+    folder.mkdir()
+    for name in TRAIN:
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(folder / f"{name}.png")  # the check reads names, not pixels
+    configure({"cues": {"source": "seed_png", "path": "seeds"}})
+    code, lines = run_check()
+    assert code == 0, "\n".join(lines)
+    assert "ok: cues: data/mini/seeds holds one .png file per training image (3)" in lines
+    (folder / f"{TRAIN[1]}.png").unlink()
+    code, lines = run_check()
+    assert code == 1 and problems(lines) == [f"problem: data/mini/seeds: no .png file for training image(s) "
+                                             f"{TRAIN[1]}"]
 
 
 def test_a_cue_pickle_covering_the_training_images_passes(project: Path) -> None:

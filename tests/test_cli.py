@@ -31,7 +31,7 @@ def run_python(code: str) -> str:
 
 def test_table_holds_exactly_the_pipeline_commands() -> None:
     assert list(COMMANDS) == ["synthesize", "prepare", "cues", "train-dgcn", "export", "crf", "retrain", "evaluate",
-                              "ablate", "report", "compare", "add-dataset", "check"]
+                              "ablate", "report", "compare", "export-labels", "add-dataset", "check"]
     assert COMMANDS["train-dgcn"][0] == "stages.train_dgcn" and COMMANDS["ablate"][0] == "tools.ablate"
     assert COMMANDS["synthesize"][1] == "Generate a synthetic data set (VOC layout) from a seed."
 

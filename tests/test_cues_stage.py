@@ -83,8 +83,8 @@ def _write_published(folder: Path, pickle_name: str = "localization_cues.pickle"
 def test_published_cues_keep_their_own_labels_and_report_the_mismatch(voc_root: Path, workdir: Path) -> None:  # noqa: F811
     _write_published(voc_root / "published")
     # Paths relative to the data root; no saliency folder is needed when the cues are imported.
-    set_param(workdir / "voc.yaml", "cues", published_cues="published/localization_cues.pickle",
-              published_list="published/input_list.txt")
+    set_param(workdir / "voc.yaml", "cues", source="dsrg", path="published/localization_cues.pickle",
+              input_list="published/input_list.txt")
     code, output = run_cues()
     assert code == 0, output
     metrics = json.loads(Path("a/cues/metrics.json").read_text())

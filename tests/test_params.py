@@ -110,7 +110,7 @@ def test_config_value_wins_and_nested_groups_merge(tmp_path: Path, defaults: Pat
 def test_types_paths_and_floats(tmp_path: Path, defaults: Path) -> None:
     config = write(tmp_path / "x.yaml", "cues: {saliency_dir: sal/maps, optimizer: {lr: 1}}\n")
     params = load_params("cues", CuesParams, config=config, defaults=defaults)
-    assert params.saliency_dir == Path("sal/maps") and params.published_cues is None
+    assert params.saliency_dir == Path("sal/maps") and params.path is None
     assert params.optimizer.lr == 1.0
 
 

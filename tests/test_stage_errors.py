@@ -61,7 +61,7 @@ def invoke(stage: str, *args: str, config: str = "voc.yaml") -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def set_param(path: Path, section: str, **values: object) -> None:
+def set_param(path: Path, section: str, /, **values: object) -> None:
     """Change keys of one section of the YAML file at `path`."""
     document = yaml.safe_load(path.read_text())
     document[section] = {**document.get(section, {}), **values}

@@ -4,10 +4,11 @@ decoding an image or building a network in memory.
 What is checked, from params.yaml merged with pipelines/<dataset>.yaml as the stages load them: every params section;
 the data set in data/<dataset>/ with prepare's own checks (split lists, images, masks: counts, readability, sizes read
 from the file headers; `--decode` decodes every pixel and reads the masks' values, as prepare does); the saliency map
-of every training image (cues.saliency_dir); the imported cue pickle against its list and the training ids
-(cues.published_cues); each network stage's `pretrained` weights (present, loadable with weights_only, the keys and
-shapes of the stage's arch: the network is built on torch's meta device, so no memory is spent on it); each stage's
-device; the free disk for artifacts/<dataset>/. Nothing is downloaded, written or trained.
+of every training image (cues.saliency_dir); cues from files (cues.source): the DSRG pickle against its list and the
+training ids, or one file per training image of another method; each network stage's `pretrained` weights (present,
+loadable with weights_only, the keys and shapes of the stage's arch: the network is built on torch's meta device, so
+no memory is spent on it); each stage's device; the free disk for artifacts/<dataset>/. Nothing is downloaded,
+written or trained.
 
 Output: `ok: ...` per thing checked, `problem: ...` per problem (at most LINES_PER_TOPIC of a kind, then their count),
 and a summary line; exit status 1 if any problem.
@@ -29,6 +30,7 @@ import yaml
 from pydantic import BaseModel
 from torch import nn
 
+from dgcn.cue_files import file_paths
 from dgcn.cues import import_published_cues, load_saliency, open_saliency
 from dgcn.data.files import SampleCheck
 from dgcn.data.voc import SampleInfo
@@ -47,6 +49,7 @@ LINES_PER_TOPIC = 20  # problem lines printed per kind; a broken folder would ot
 NETWORK_SECTIONS = ("cues", "train_dgcn", "retrain")  # the stages that build a network from `pretrained`
 DEVICE_SECTIONS = ("cues", "train_dgcn", "export", "retrain", "evaluate")
 GIB = 2**30
+CUE_FILE_SUFFIX = {"irn_cam": ".npy", "cam_npy": ".npy", "seed_png": ".png"}  # cues.source -> its files
 
 
 @dataclass
@@ -180,6 +183,8 @@ def _networks(settings: dict[str, BaseModel], num_classes: int, findings: Findin
             findings.problem("weights", f"{section}.arch: {one_line(error)}")
             continue
         networks[section] = model
+        if section == "cues" and params.source != "classifier":  # cues from files: the classifier never trains
+            continue
         trunk = tuple((name, tuple(t.shape)) for name, t in model.trunk.state_dict().items())
         uses.setdefault((params.pretrained, trunk), []).append(section)
     for (pretrained, _), sections in uses.items():
@@ -209,11 +214,24 @@ def _load_weights(trunk: nn.Module, pretrained: str) -> Path | str:
 
 
 def _cue_inputs(root: Path, cues: BaseModel, data: Data, grid: int | None, decode: bool, findings: Findings) -> None:
-    """The cue stage's own files: the imported cue pickle, or else the saliency maps, of every training image."""
-    if cues.published_cues is not None:
+    """The cue stage's own files (cues.source): the DSRG pickle, or one file per training image of another method;
+    and the saliency maps of every training image where CAMs (ours or a file's) take their background from them."""
+    if cues.source == "dsrg":
         _published_cues(root, cues, data, grid, findings)
-    elif cues.saliency_dir is not None:
+    elif cues.source in CUE_FILE_SUFFIX:
+        _cue_files(root / cues.path, CUE_FILE_SUFFIX[cues.source], data, findings)
+    if cues.saliency_dir is not None and cues.source not in ("dsrg", "seed_png"):
         _saliency_maps(root / cues.saliency_dir, data.train, grid, decode, findings)
+
+
+def _cue_files(folder: Path, suffix: str, data: Data, findings: Findings) -> None:
+    """`<folder>/<stem of id><suffix>` for exactly the training images (their content is read by the cues stage)."""
+    try:
+        paths = file_paths(folder, suffix, [info.name for info in data.train])
+    except InputError as error:
+        findings.problem("cues", one_line(error))
+        return
+    findings.ok(f"cues: {folder} holds one {suffix} file per training image ({len(paths)})")
 
 
 def _cue_grid(networks: dict[str, nn.Module], input_size: int) -> int | None:
@@ -227,13 +245,9 @@ def _cue_grid(networks: dict[str, nn.Module], input_size: int) -> int | None:
 def _published_cues(root: Path, cues: BaseModel, data: Data, grid: int | None, findings: Findings) -> None:
     """The DSRG/DGCN pickle read by the cue stage's importer (restricted unpickler), its entries against its list,
     and every training image among them."""
-    if cues.published_list is None:
-        findings.problem("cues", "cues.published_list must name the pickle's input_list.txt when "
-                                 "cues.published_cues is set")
-        return
     if grid is None:  # the cue grid is the classifier's, which did not build (its line printed)
         return
-    pickle_path, list_path = root / cues.published_cues, root / cues.published_list
+    pickle_path, list_path = root / cues.path, root / cues.input_list
     try:
         names, _, _ = import_published_cues(pickle_path, list_path, len(data.class_names), grid)
     except (InputError, OSError, ValueError) as error:

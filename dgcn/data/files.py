@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -154,6 +155,16 @@ def check_file_name(name: str, where: str) -> None:
     """An id becomes a path under an images folder: a folder or a NUL in it would read some other file, or crash."""
     if name in ("", ".", "..") or any(character in name for character in "/\\\0"):
         raise DatasetError(f"bad image id {name!r} in {where}: an id is a file name without folders")
+
+
+def file_stems(names: Sequence[str], where: str) -> list[str]:
+    """The file stem of each image id (`a.jpg` -> `a`), as masks, seeds and exported labels are named; a
+    DatasetError naming `where` when two ids share one."""
+    stems = [Path(name).stem for name in names]
+    if len(set(stems)) < len(stems):
+        twin = next(stem for stem, count in Counter(stems).items() if count > 1)
+        raise DatasetError(f"{where}: two image ids share the file stem {twin!r}; give the images distinct stems")
+    return stems
 
 
 def listing(names: list[str], limit: int = 10) -> str:
