@@ -71,6 +71,12 @@ class _CamDictUnpickler(ArrayUnpickler):
                        ("collections", "OrderedDict"): collections.OrderedDict}.get((module, name))
         return super().find_class(module, name) if replacement is None else replacement
 
+    def _allocate(self, shape: Any, dtype: Any) -> None:
+        """ArrayUnpickler's check, but for np.save's 0-d object array that holds the dict (its content is unpickled
+        by the same restricted rules)."""
+        if not (shape == () and isinstance(dtype, np.dtype) and dtype.hasobject):
+            super()._allocate(shape, dtype)
+
 
 def _storage_from_bytes(data: bytes) -> torch.storage.TypedStorage:
     """A tensor's storage from the bytes torch pickles it as, by the weights-only loader (torch's own

@@ -92,7 +92,7 @@ def test_plain_arrays_load_and_other_pickles_are_refused(tmp_path: Path) -> None
     np.save(tmp_path / "plain.npy", np.ones((2, 3), np.float64))
     assert load_npy(tmp_path / "plain.npy").shape == (2, 3)
     np.save(tmp_path / "list.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
-    with pytest.raises(InputError, match="must hold one object"):
+    with pytest.raises(InputError, match="list.npy: not a readable .npy file: .*only arrays of numbers"):
         load_npy(tmp_path / "list.npy")
     (tmp_path / "junk.npy").write_bytes(b"not numpy at all")
     with pytest.raises(InputError, match="junk.npy: not a readable .npy file"):

@@ -145,7 +145,7 @@ def published_cues(bad: dict) -> Callable[[], None]:
         published |= bad
         Path("data/cues.pickle").write_bytes(pickle.dumps(published, protocol=2))
         Path("data/input_list.txt").write_text("".join(f"{name} {i}\n" for i, name in enumerate(names)))
-        edit_yaml("own.yaml", {"cues": {"published_cues": "cues.pickle", "published_list": "input_list.txt"}})
+        edit_yaml("own.yaml", {"cues": {"source": "dsrg", "path": "cues.pickle", "input_list": "input_list.txt"}})
     return write
 
 
