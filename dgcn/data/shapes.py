@@ -11,6 +11,8 @@ import numpy as np
 
 SHAPES: tuple[str, ...] = ("disc", "square", "triangle", "ellipse", "cross")
 TEXTURES: tuple[str, ...] = ("stripes", "checker", "dots", "speckle", "grid")
+# Surfaces: coarser two-colour looks that no class owns, shared by object bodies and background (the `parts` style).
+SURFACES: tuple[str, ...] = ("bands", "waves", "mottle")
 
 ELLIPSE_ASPECT = 0.55  # minor / major semi-axis: far enough from 1 that an ellipse never passes for a disc
 CROSS_ARM_WIDTH = 0.36  # arm half-width / arm half-length
@@ -103,6 +105,25 @@ def texture_pattern(
     iv -= iv.min()
     bits = rng.random((int(iu.max()) + 1, int(iv.max()) + 1)) < 0.5
     return bits[iu, iv]
+
+
+def surface_pattern(
+    surface: str, u: np.ndarray, v: np.ndarray, period: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Two-colour surface as a bool map on frame coordinates (u, v) of a square grid, `period` pixels per repeat:
+    straight bands, bands bent by a sine (waves), or blotches of thresholded smooth noise (mottle, turned nowhere)."""
+    if period <= 0:
+        raise ValueError(f"period must be positive, got {period}")
+    if surface not in SURFACES:
+        raise ValueError(f"surface must be one of {SURFACES}, got {surface!r}")
+    phase = rng.uniform(0.0, period)
+    if surface == "bands":
+        return np.floor((u + phase) / (period / 2)) % 2 == 1
+    if surface == "waves":
+        bent = u + 0.3 * period * np.sin(math.pi * v / period)
+        return np.floor((bent + phase) / (period / 2)) % 2 == 1
+    size = u.shape[0]
+    return smooth_noise(rng, size, max(1, round(size / period))) > 0.5
 
 
 def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
