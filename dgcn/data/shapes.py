@@ -11,7 +11,7 @@ import numpy as np
 
 SHAPES: tuple[str, ...] = ("disc", "square", "triangle", "ellipse", "cross")
 TEXTURES: tuple[str, ...] = ("stripes", "checker", "dots", "speckle", "grid")
-# Surfaces: coarser two-colour looks that no class owns, shared by object bodies and background (the `parts` style).
+# Surfaces: smooth two-colour shadings that no class owns, shared by object bodies and background (`parts` style).
 SURFACES: tuple[str, ...] = ("bands", "waves", "mottle")
 
 ELLIPSE_ASPECT = 0.55  # minor / major semi-axis: far enough from 1 that an ellipse never passes for a disc
@@ -110,20 +110,21 @@ def texture_pattern(
 def surface_pattern(
     surface: str, u: np.ndarray, v: np.ndarray, period: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """Two-colour surface as a bool map on frame coordinates (u, v) of a square grid, `period` pixels per repeat:
-    straight bands, bands bent by a sine (waves), or blotches of thresholded smooth noise (mottle, turned nowhere)."""
+    """Smooth two-colour surface as a weight map in [0, 1] (of the first colour) on frame coordinates (u, v) of a
+    square grid, `period` pixels per repeat: sine bands, bands bent by a sine (waves), or smooth noise (mottle, turned
+    nowhere). No edges: a surface shades from one colour to the other."""
     if period <= 0:
         raise ValueError(f"period must be positive, got {period}")
     if surface not in SURFACES:
         raise ValueError(f"surface must be one of {SURFACES}, got {surface!r}")
-    phase = rng.uniform(0.0, period)
+    phase = rng.uniform(0.0, 2 * math.pi)
     if surface == "bands":
-        return np.floor((u + phase) / (period / 2)) % 2 == 1
+        return 0.5 + 0.5 * np.sin(2 * math.pi * u / period + phase)
     if surface == "waves":
         bent = u + 0.3 * period * np.sin(math.pi * v / period)
-        return np.floor((bent + phase) / (period / 2)) % 2 == 1
+        return 0.5 + 0.5 * np.sin(2 * math.pi * bent / period + phase)
     size = u.shape[0]
-    return smooth_noise(rng, size, max(1, round(size / period))) > 0.5
+    return smooth_noise(rng, size, max(1, round(size / period)))
 
 
 def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:

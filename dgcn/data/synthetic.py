@@ -58,8 +58,13 @@ TEXTURE_PERIOD = (6.0, 9.0)  # pixels per texture repeat
 MIN_CONTRAST = 100.0  # RGB distance between an object's two colours, so its texture stays visible
 PIXEL_NOISE = 3.0  # std of the per-pixel sensor noise, in 0..255 units
 STYLES: tuple[str, ...] = ("plain", "parts")
+# A plain object lies inside the image; a parts-style body may leave it (only its part's zone must stay in view).
+MAX_OBJECT_AREA = {"plain": 0.5, "parts": 0.9}
 # The parts style (sizes at 96 pixels, as above):
 PALETTE_SIZE = 3  # colours per image; every body, background patch and occluder paints with two of them
+# A palette's colours lie near one another (surfaces of low contrast), so that a part's contrasting colours stand out.
+PALETTE_SPREAD = 40.0  # per channel, around the image's base colour
+PALETTE_CONTRAST = 25.0  # RGB distance between any two palette colours, so that a surface stays visible
 SURFACE_PERIOD = (20.0, 32.0)  # pixels per surface repeat: far coarser than any class texture
 PART_MARGIN = 6.0  # pixels of its own body around a part that no later body or occluder covers
 BACKGROUND_PATCHES = (2, 4)  # (low, high) surface patches of the background
@@ -80,16 +85,17 @@ class Difficulty:
     part_area: tuple[float, float] = (0.1, 0.2)  # parts: (low, high) fraction of its object that the part covers
 
     def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
         low, high = self.object_area
-        if not 0 < low <= high <= 0.5:
-            raise ValueError(f"object_area must satisfy 0 < low <= high <= 0.5, got {self.object_area}")
+        if not 0 < low <= high <= MAX_OBJECT_AREA[self.style]:
+            raise ValueError(f"object_area must satisfy 0 < low <= high <= {MAX_OBJECT_AREA[self.style]} in the "
+                             f"{self.style} style, got {self.object_area}")
         if not 0 <= self.clutter[0] <= self.clutter[1]:
             raise ValueError(f"clutter must satisfy 0 <= low <= high, got {self.clutter}")
         if not 1 <= self.objects[0] <= self.objects[1] <= len(SYNTHETIC_CLASSES) - 1:
             raise ValueError(f"objects must satisfy 1 <= low <= high <= {len(SYNTHETIC_CLASSES) - 1}, "
                              f"got {self.objects}")
-        if self.style not in STYLES:
-            raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
         if not 0 < self.part_area[0] <= self.part_area[1] < 1:
             raise ValueError(f"part_area must satisfy 0 < low <= high < 1, got {self.part_area}")
 
@@ -217,12 +223,13 @@ def render_scene(rng: np.random.Generator, image_size: int, difficulty: Difficul
 
 
 def _palette(rng: np.random.Generator) -> np.ndarray:
-    """(PALETTE_SIZE, 3) float64 colours of one parts-style image, drawn from the common distribution until every
-    two are MIN_CONTRAST apart."""
+    """(PALETTE_SIZE, 3) float64 colours of one parts-style image: a base colour from the common distribution and
+    colours within PALETTE_SPREAD of it on every channel, redrawn until every two are PALETTE_CONTRAST apart."""
+    base = rng.uniform(PALETTE_SPREAD, 255.0 - PALETTE_SPREAD, size=3)
     while True:
-        colours = np.stack([_random_colour(rng) for _ in range(PALETTE_SIZE)])
+        colours = base + rng.uniform(-PALETTE_SPREAD, PALETTE_SPREAD, size=(PALETTE_SIZE, 3))
         distances = np.linalg.norm(colours[:, None] - colours[None], axis=-1)
-        if distances[np.triu_indices(PALETTE_SIZE, 1)].min() >= MIN_CONTRAST:
+        if distances[np.triu_indices(PALETTE_SIZE, 1)].min() >= PALETTE_CONTRAST:
             return colours
 
 
@@ -234,8 +241,8 @@ def _paint_surface(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray
     surface = SURFACES[int(rng.integers(len(SURFACES)))]
     first, second = palette[rng.choice(PALETTE_SIZE, size=2, replace=False)]
     u, v = rotated_frame(rows, cols, (size / 2, size / 2), rng.uniform(0.0, 2 * math.pi))
-    pattern = surface_pattern(surface, u, v, rng.uniform(*SURFACE_PERIOD) * max(size / REFERENCE_SIZE, 1.0), rng)
-    image[mask] = np.where(pattern[mask][:, None], first, second)
+    weight = surface_pattern(surface, u, v, rng.uniform(*SURFACE_PERIOD) * max(size / REFERENCE_SIZE, 1.0), rng)
+    image[mask] = weight[mask][:, None] * first + (1 - weight[mask][:, None]) * second
     return first
 
 
@@ -266,13 +273,14 @@ def _body_outline(rng: np.random.Generator, area: float) -> tuple[np.ndarray, np
 
 
 def _place_part_object(
-    rng: np.random.Generator, rows: np.ndarray, cols: np.ndarray, shape: str, labels: np.ndarray,
-    areas: dict[int, int], clear: np.ndarray, difficulty: Difficulty,
+    rng: np.random.Generator, rows: np.ndarray, cols: np.ndarray, shape: str, free: np.ndarray,
+    difficulty: Difficulty,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """(body, part, rim, zone) masks of one parts-style object. The part, `shape` covering a `part_area` fraction of
-    the body's area, and its zone (the part's reach plus PART_MARGIN around its centre) lie inside the body's core
-    disc; the core lies inside the image, the lobes may leave it. The body leaves every earlier object MIN_VISIBLE
-    visible and covers nothing of `clear` (the earlier zones). None when PLACEMENT_TRIES placements all fail."""
+    """(body, part, rim, zone) masks of one parts-style object, each cut to the `free` pixels (those no object covers
+    yet: objects are drawn front to back). The part, `shape` covering a `part_area` fraction of the body's area, and
+    its zone (the part's reach plus PART_MARGIN around its centre) lie inside the body's core disc; the zone lies inside
+    the image and on free pixels, and MIN_VISIBLE of the body on free pixels; the rest of the body may leave the image.
+    None when PLACEMENT_TRIES placements all fail."""
     size = rows.shape[0]
     scale = size / REFERENCE_SIZE
     area = rng.uniform(*difficulty.object_area) * size * size
@@ -284,14 +292,15 @@ def _place_part_object(
     offset = rng.uniform(0.0, core - reach) * np.array([math.sin(angle), math.cos(angle)])
     turn = rng.uniform(0.0, 2 * math.pi)
     for _ in range(PLACEMENT_TRIES):
-        centre = rng.uniform(core, size - core, size=2)
+        middle = tuple(rng.uniform(reach, size - reach, size=2))
+        centre = middle - offset
         body = blob_mask(rows, cols, centre + centres * core, radii * core)
-        if _keeps_visible(body, labels, areas, clear):
-            middle = tuple(centre + offset)
-            part = shape_mask(shape, *rotated_frame(rows, cols, middle, turn), part_radius)
-            zone = ring_mask(rows, cols, middle, reach / 2, reach)  # the disc of radius `reach`
-            inside = blob_mask(rows, cols, centre + centres * core, radii * core - RIM_WIDTH * scale)
-            return body, part & inside, body & ~inside, zone
+        zone = ring_mask(rows, cols, middle, reach / 2, reach)  # the disc of radius `reach`
+        if (zone & ~free).any() or (body & free).sum() < MIN_VISIBLE * body.sum():
+            continue
+        part = shape_mask(shape, *rotated_frame(rows, cols, middle, turn), part_radius)
+        inside = blob_mask(rows, cols, centre + centres * core, radii * core - RIM_WIDTH * scale)
+        return body & free, part & inside, body & ~inside & free, zone
     return None
 
 
@@ -313,8 +322,9 @@ def render_parts_scene(rng: np.random.Generator, image_size: int, difficulty: Di
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """render_scene in the parts style (module docstring), with the (S, S) bool mask of the class parts as well.
 
-    A patchwork background, bodies with their class's part, then `clutter` occluders (label background) that leave
-    every object MIN_VISIBLE visible; neither a later body nor an occluder comes within PART_MARGIN of a part."""
+    A patchwork background, bodies with their class's part drawn front to back (each behind those before it), then
+    `clutter` occluders (label background) that leave every object MIN_VISIBLE of what it showed; neither another
+    body nor an occluder comes within PART_MARGIN of a part."""
     rows, cols = pixel_grid(image_size)
     palette = _palette(rng)
     image = _patchwork(rng, rows, cols, palette)
@@ -325,7 +335,7 @@ def render_parts_scene(rng: np.random.Generator, image_size: int, difficulty: Di
     num_objects = int(rng.integers(difficulty.objects[0], difficulty.objects[1] + 1))
     for cls in rng.choice(np.arange(1, len(SYNTHETIC_CLASSES)), size=num_objects, replace=False):
         shape, texture = CLASS_LOOKS[cls - 1]
-        placed = _place_part_object(rng, rows, cols, shape, labels, areas, clear, difficulty)
+        placed = _place_part_object(rng, rows, cols, shape, labels == 0, difficulty)
         if placed is None:
             continue
         body, part, rim, zone = placed
