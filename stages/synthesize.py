@@ -25,7 +25,9 @@ def main(
     with atomic_output(out) as tmp:  # generated beside the root, then swapped in whole
         tmp.mkdir(parents=True)
         generate(tmp, num_train=settings.num_train, num_val=settings.num_val, image_size=settings.image_size,
-                 seed=settings.seed, difficulty=Difficulty(tuple(settings.object_area), tuple(settings.clutter)))
+                 seed=settings.seed, difficulty=Difficulty(
+                     tuple(settings.object_area), tuple(settings.clutter), tuple(settings.objects), settings.style,
+                     tuple(settings.part_area)))
         if out.exists():
             shutil.rmtree(out)
     summary("synthesize", root=out, train=settings.num_train, val=settings.num_val)

@@ -273,8 +273,8 @@ def test_the_walk_finds_the_floats_and_lists() -> None:
     # the two tests above are only as good as this walk: it must reach into nested groups and float-valued lists
     assert ("train_dgcn", "optimizer", "lr") in FLOATS and ("dense_crf", "bilateral_srgb") in FLOATS
     assert len(FLOATS) >= 25
-    assert set(LISTS) == {("synthesize", "object_area"), ("cues", "scales"), ("export", "scales"),
-                          ("evaluate", "scales"), ("retrain", "scale_range")}
+    assert set(LISTS) == {("synthesize", "object_area"), ("synthesize", "part_area"), ("cues", "scales"),
+                          ("export", "scales"), ("evaluate", "scales"), ("retrain", "scale_range")}
 
 
 def test_arch_options_are_validated_by_the_builders_own_options() -> None:

@@ -11,6 +11,8 @@ import numpy as np
 
 SHAPES: tuple[str, ...] = ("disc", "square", "triangle", "ellipse", "cross")
 TEXTURES: tuple[str, ...] = ("stripes", "checker", "dots", "speckle", "grid")
+# Surfaces: smooth two-colour shadings that no class owns, shared by object bodies and background (`parts` style).
+SURFACES: tuple[str, ...] = ("bands", "waves", "mottle")
 
 ELLIPSE_ASPECT = 0.55  # minor / major semi-axis: far enough from 1 that an ellipse never passes for a disc
 CROSS_ARM_WIDTH = 0.36  # arm half-width / arm half-length
@@ -103,6 +105,26 @@ def texture_pattern(
     iv -= iv.min()
     bits = rng.random((int(iu.max()) + 1, int(iv.max()) + 1)) < 0.5
     return bits[iu, iv]
+
+
+def surface_pattern(
+    surface: str, u: np.ndarray, v: np.ndarray, period: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Smooth two-colour surface as a weight map in [0, 1] (of the first colour) on frame coordinates (u, v) of a
+    square grid, `period` pixels per repeat: sine bands, bands bent by a sine (waves), or smooth noise (mottle, turned
+    nowhere). No edges: a surface shades from one colour to the other."""
+    if period <= 0:
+        raise ValueError(f"period must be positive, got {period}")
+    if surface not in SURFACES:
+        raise ValueError(f"surface must be one of {SURFACES}, got {surface!r}")
+    phase = rng.uniform(0.0, 2 * math.pi)
+    if surface == "bands":
+        return 0.5 + 0.5 * np.sin(2 * math.pi * u / period + phase)
+    if surface == "waves":
+        bent = u + 0.3 * period * np.sin(math.pi * v / period)
+        return 0.5 + 0.5 * np.sin(2 * math.pi * bent / period + phase)
+    size = u.shape[0]
+    return smooth_noise(rng, size, max(1, round(size / period)))
 
 
 def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
