@@ -32,9 +32,10 @@ TINY = {
 
 
 def run(args: list[str], cwd: Path) -> str:
-    """Run a command with the test's interpreter first on PATH; fail with its output if it fails."""
+    """Run a command with the test's interpreter first on PATH; fail with its output if it fails. DVC never reports
+    usage: `dvc init` would, before the project's config can say core.analytics = false."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+           "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", "DVC_NO_ANALYTICS": "1"}
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
