@@ -1,20 +1,16 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules, and one torch thread for the whole session."""
 
-from collections.abc import Iterator
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-
-@pytest.fixture(scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Run a module's big networks on one thread: two OpenMP threads stall at every barrier when other processes share
-    the two cores (ResNet forward 3 s vs 0.1 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# One torch thread here, in the stages run in-process (stages.runtime.set_threads keeps a pinned OMP_NUM_THREADS) and
+# in the processes the tests start: two OpenMP threads stall at every barrier when other processes share the two
+# cores (ResNet forward 3 s vs 0.1 s; test_training_loop.py 23 s vs 10 s).
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
