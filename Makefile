@@ -28,9 +28,11 @@ demo:
 ablate: $(STAMP)
 	python -m stages ablate
 
+# Two pytest-xdist workers, each handed whole modules (their module-scoped DVC projects are built once), the modules
+# with slow tests first (tests/conftest.py): nearly every test runs on one core (one torch thread, one stage at a time).
 test: $(STAMP)
 	ruff check .
-	python -m pytest -q
+	python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The quick loop while editing: every test but the slow ones (end-to-end DVC runs, whole stage chains, torchrun).
 test-fast: $(STAMP)

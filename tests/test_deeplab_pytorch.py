@@ -28,8 +28,6 @@ from dgcn.models.small import SmallTrunk
 from dgcn.models.weights import load_backbone_weights
 from dgcn.training.retrain import segmentation_loss, train_segmenter, zoom_labels
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 # deeplab-pytorch layer -> (torchvision layer, blocks): _ResLayer n_blocks [3, 4, 23, 3] after the stem `layer1`
 LAYERS = {2: ("layer1", 3), 3: ("layer2", 4), 4: ("layer3", 23), 5: ("layer4", 3)}
 # deeplab-pytorch bottleneck unit -> torchvision (conv, bn)

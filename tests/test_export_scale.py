@@ -105,8 +105,7 @@ def test_native_export_runs_each_photo_at_its_own_size(voc_mini: Path) -> None:
 
 
 @pytest.mark.slow
-def test_voc_network_exports_a_500x375_photo_on_a_63x47_grid_with_the_cut(voc_mini: Path,
-                                                                          one_torch_thread: None) -> None:
+def test_voc_network_exports_a_500x375_photo_on_a_63x47_grid_with_the_cut(voc_mini: Path) -> None:
     """The whole export of one photo with the real VOC network (random weights) and params.yaml's export and
     graph_cut settings: the cut runs on the 63x47 scale-1 features with the photo's cues remapped to that grid, and
     its result is the evidence's grown masks; the labels are at 500x375."""

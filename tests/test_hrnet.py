@@ -13,9 +13,6 @@ VARIANT = "hrnet_w18_small"  # the smallest HRNet: branches of 16, 32, 64, 128 c
 NUM_CLASSES = 3
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
 @pytest.fixture(scope="module")
 def model() -> SegmentationNet:
     torch.manual_seed(0)

@@ -26,9 +26,6 @@ NUM_CLASSES = 4
 TINY = {"width": 8}
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
 def _images(size: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
 

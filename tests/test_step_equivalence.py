@@ -68,8 +68,6 @@ OUR_NORMALISATION = Normalisation(255.0, MEAN, STD)
 OUR_INFERENCE = Inference(normalisation=OUR_NORMALISATION, resample="torch", size="grid", floor=None)
 EXPORT_SCALES = (0.75, 1.0, 1.25)
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def relative(ours: torch.Tensor | np.ndarray, published: torch.Tensor | np.ndarray) -> float:
     """max |ours - published| / max |published|."""
