@@ -49,6 +49,7 @@ def leftovers() -> Iterator[set[int]]:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
 @pytest.mark.parametrize("shell", ["/bin/bash", "/bin/sh"])  # bash execs the command; dash stays between
