@@ -30,12 +30,12 @@ ablate: $(STAMP)
 
 # Two pytest-xdist workers, each handed whole modules (their module-scoped DVC projects are built once), the modules
 # with slow tests first (tests/conftest.py): nearly every test runs on one core (one torch thread, one stage at a time).
-# Then, alone, the tests that kill a dvc and time how soon its stage ends: beside a busy worker they missed their
-# deadlines (4 of 4 in one run), run alone they pass.
+# First, alone on an idle machine, the tests that kill a dvc and time how soon its stage ends: beside a busy worker,
+# and right after the parallel part, they missed their deadlines (4 of 4, twice); run first they pass.
 test: $(STAMP)
 	ruff check .
-	python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not alone"
 	python -m pytest -q -m alone
+	python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not alone"
 
 # The quick loop while editing: every test but the slow ones (end-to-end DVC runs, whole stage chains, torchrun).
 test-fast: $(STAMP)
