@@ -22,6 +22,7 @@ from stages.schemas.cues import CuesParams
 from stages.schemas.dense_crf import MAX_COMPAT, MIN_WIDTH, DenseCRFParams
 from stages.schemas.network import Arch
 from stages.schemas.retrain import RetrainParams
+from stages.schemas.synthesize import SynthesizeParams
 from stages.schemas.train_dgcn import TrainDGCNParams
 from tools.params_schema import SECTIONS, json_schema
 
@@ -435,3 +436,12 @@ def test_the_dense_crf_survives_its_narrowest_kernels_on_the_widest_images() -> 
         "print('survived')\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout == "survived\n", result.stderr
+
+
+def test_object_area_bound_follows_the_style(tmp_path: Path, defaults: Path) -> None:
+    config = write(tmp_path / "x.yaml", "synthesize: {object_area: [0.6, 0.8]}")
+    message = fails("synthesize", defaults=defaults, config=config)
+    assert message.startswith(f"{config}: synthesize: ")
+    assert "object_area must be at most 0.5 in the plain style" in message
+    parts = write(tmp_path / "parts.yaml", "synthesize: {object_area: [0.6, 0.8], style: parts}")
+    assert load_params("synthesize", SynthesizeParams, config=parts, defaults=defaults).object_area == [0.6, 0.8]

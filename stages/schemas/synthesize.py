@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from dgcn.data.synthetic import MAX_OBJECT_AREA
 from stages.params import Section, Seed, check_range
 
 
@@ -34,3 +35,10 @@ class SynthesizeParams(Section):
     @classmethod
     def _ordered_bounds(cls, values: list[float], info: ValidationInfo) -> list[float]:
         return check_range(values, info.field_name)
+
+    @model_validator(mode="after")
+    def _object_area_fits_the_style(self) -> SynthesizeParams:
+        if self.object_area[1] > MAX_OBJECT_AREA[self.style]:
+            raise ValueError(f"object_area must be at most {MAX_OBJECT_AREA[self.style]} in the {self.style} style, "
+                             f"got {self.object_area}")
+        return self
