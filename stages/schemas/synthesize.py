@@ -16,7 +16,8 @@ class SynthesizeParams(Section):
     num_train: int = Field(ge=1)
     num_val: int = Field(ge=1)
     image_size: int = Field(ge=64, le=512)
-    object_area: Annotated[list[Annotated[float, Field(gt=0, le=0.9)]], Field(min_length=2, max_length=2)] = Field(
+    object_area: Annotated[list[Annotated[float, Field(gt=0, le=max(MAX_OBJECT_AREA.values()))]],
+                           Field(min_length=2, max_length=2)] = Field(
         description="[low, high] fraction of the image one object covers before occlusion (difficulty); at most "
                     "0.5 in the plain style, 0.9 in the parts style (a body may leave the image)")
     clutter: Annotated[list[Annotated[int, Field(ge=0, le=50)]], Field(min_length=2, max_length=2)] = Field(
